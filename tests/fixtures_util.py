@@ -1,0 +1,87 @@
+"""The shared reference fixtures: deterministic weights written in each official file format."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VIDEOZOO_SHARED", REPO.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+
+
+def fixture_files() -> list[Path]:
+    return sorted(FIXTURES.glob("*.json"))
+
+
+@lru_cache(maxsize=None)
+def load_fixture(stem: str) -> dict:
+    return json.loads((FIXTURES / f"{stem}.json").read_text())
+
+
+def deterministic_tensor(key: str, shape: list[int], kind: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    shape = tuple(shape)
+    if kind == "num_batches_tracked":
+        return torch.zeros(shape, dtype=torch.int64)
+    if kind == "running_var":
+        t = 0.5 + torch.rand(shape, generator=g, dtype=torch.float64)
+    elif kind == "running_mean":
+        t = 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
+    elif kind == "norm_weight":
+        t = 1.0 + 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
+    elif kind == "bias":
+        t = 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
+    elif kind == "weight":
+        t = torch.randn(shape, generator=g, dtype=torch.float64) * math.sqrt(1.0 / math.prod(shape[1:]))
+    else:
+        raise ValueError(f"unknown kind {kind}")
+    return t.to(torch.float32)
+
+
+def deterministic_state(fx: dict) -> dict[str, torch.Tensor]:
+    return {key: deterministic_tensor(key, shape, kind) for key, shape, kind in fx["state_dict"]}
+
+
+def write_official_checkpoint(fx: dict, path: Path, *, numpy_module: str | None = None) -> Path:
+    """Write the fixture's deterministic weights in the official file format and key layout."""
+    state = deterministic_state(fx)
+    fmt = fx["checkpoint_format"]
+    if fmt.startswith("pytorchvideo"):
+        torch.save({"model_state": state}, path)
+    elif fmt.startswith("torchvision"):
+        torch.save(state, path)
+    elif "Caffe2" in fmt:
+        blobs = {}
+        for k, v in state.items():
+            blobs[k] = v.numpy()
+            blobs[k + "_momentum"] = np.zeros_like(blobs[k])
+        blobs["lr"] = np.float32(0.01)
+        blobs["model_iter"] = np.int64(400000)
+        data = pickle.dumps({"blobs": blobs}, protocol=2)
+        if numpy_module is not None:
+            # Files written by numpy 1.x name numpy.core.multiarray; numpy 2.x, numpy._core.
+            for old in (b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"):
+                data = data.replace(old, numpy_module.encode() + b"\n")
+        path.write_bytes(data)
+    else:
+        raise ValueError(f"unknown checkpoint format {fmt}")
+    return path
+
+
+def fixture_input(fx: dict):
+    shape = fx["input"]["shape"]
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(torch.float32)
+    alpha = fx["input"].get("slow_alpha")
+    if alpha:
+        t = shape[2]
+        slow = x[:, :, torch.linspace(0, t - 1, t // alpha).long()]
+        return [slow, x]
+    return x

@@ -1,0 +1,105 @@
+"""The interface every model of the zoo shares.
+
+A family class computes, for a clip, one feature vector per head position: the reference heads
+pool with the training-size window and, when the test crop is larger (fully convolutional
+testing), slide that window over the feature map and average the positions. Everything else
+(logits, per-position softmax scores, pooled features, head replacement) is defined once here.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+Clip = Tensor | list[Tensor]  # (B, 3, T, H, W), or [slow, fast] for two-pathway models
+
+
+class VideoClassifier(nn.Module):
+    """Base class. Subclasses implement `forward_positions` and name their classifier."""
+
+    #: dotted attribute path of the final nn.Linear (also the checkpoint key prefix of the head)
+    classifier_name: str = "head.proj"
+    #: checkpoint formats whose keys are this class's own state-dict keys. The module tree of
+    #: each family mirrors its official checkpoint, so official files load without renaming;
+    #: videozoo's own files (torch.save or safetensors) use the same keys.
+    native_formats: frozenset[str] = frozenset({"videozoo", "safetensors"})
+
+    @classmethod
+    def convert_checkpoint(cls, fmt: str, state: dict[str, Tensor], *, source: str) -> dict[str, Tensor]:
+        """Map a checkpoint's tensors of format `fmt` to this class's keys (see weights.checkpoint).
+
+        Families whose official files use other names (Caffe2 blobs, PySlowFast) override this.
+        """
+        if fmt in cls.native_formats:
+            return state
+        from videozoo.weights.checkpoint import CheckpointError
+
+        raise CheckpointError(f"{source}: a {fmt} checkpoint cannot be loaded into {cls.__name__}")
+
+    def forward_positions(self, x: Clip) -> Tensor:
+        """Per-position features before the classifier: (B, P, D); P = 1 at the training crop."""
+        raise NotImplementedError
+
+    # Dropout before the classifier, as in the references; subclasses set `self.head_dropout`.
+    def _dropout(self, feats: Tensor) -> Tensor:
+        drop = getattr(self, "head_dropout", None)
+        return drop(feats) if drop is not None else feats
+
+    def forward_features(self, x: Clip) -> Tensor:
+        """Pooled features before the classifier: (B, D), the mean over head positions."""
+        return self.forward_positions(x).mean(dim=1)
+
+    def position_logits(self, x: Clip) -> Tensor:
+        """(B, P, num_classes): the classifier applied at every head position."""
+        return self.get_classifier()(self._dropout(self.forward_positions(x)))
+
+    def forward(self, x: Clip) -> Tensor:
+        """Logits (B, num_classes), averaged over head positions."""
+        return self.position_logits(x).mean(dim=1)
+
+    def scores(self, x: Clip) -> Tensor:
+        """The official evaluation's scores: softmax per head position, averaged over positions."""
+        return self.position_logits(x).softmax(dim=-1).mean(dim=1)
+
+    # -- the classifier ---------------------------------------------------------------------
+    def get_classifier(self) -> nn.Linear:
+        module: nn.Module = self
+        for part in self.classifier_name.split("."):
+            module = getattr(module, part)
+        assert isinstance(module, nn.Linear)
+        return module
+
+    @property
+    def num_classes(self) -> int:
+        return self.get_classifier().out_features
+
+    @property
+    def num_features(self) -> int:
+        return self.get_classifier().in_features
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a freshly initialised one for `num_classes` classes."""
+        old = self.get_classifier()
+        new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+        nn.init.normal_(new.weight, std=0.01)
+        if new.bias is not None:
+            nn.init.zeros_(new.bias)
+        new = new.to(device=old.weight.device, dtype=old.weight.dtype)
+        parent: nn.Module = self
+        *path, last = self.classifier_name.split(".")
+        for part in path:
+            parent = getattr(parent, part)
+        setattr(parent, last, new)
+
+
+def positions_from_map(fmap: Tensor, window: tuple[int, int, int] | None) -> Tensor:
+    """Average-pool a (B, D, T, H, W) map with the training window, stride 1; return (B, P, D).
+
+    `window` None means global average pooling (one position). A window larger than the map
+    is clipped to it, as the references do when the test input is smaller than the training one.
+    """
+    if window is None:
+        return fmap.mean(dim=(2, 3, 4)).unsqueeze(1)
+    k = tuple(min(w, s) for w, s in zip(window, fmap.shape[2:]))
+    pooled = torch.nn.functional.avg_pool3d(fmap, kernel_size=k, stride=1)
+    return pooled.flatten(2).transpose(1, 2)

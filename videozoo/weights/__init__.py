@@ -1,0 +1,1 @@
+"""Checkpoint files: reading any supported format safely, and the download cache."""

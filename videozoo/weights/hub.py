@@ -1,0 +1,143 @@
+"""Downloading official weights into a local cache, verified, so they load offline afterwards.
+
+Layout: `$VIDEOZOO_HOME/checkpoints/<file name from the URL>` (VIDEOZOO_HOME defaults to
+`~/.cache/videozoo`). A download goes to a temporary file in the same folder, is checked for
+size and sha256, and only then renamed into place, so a file under its final name is always
+whole. A file found in the cache (downloaded earlier or placed by hand) is verified once and a
+`.verified` stamp records it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from videozoo.registry import WeightSource
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The weights are neither cached nor downloadable; the message says where to put them."""
+
+
+class IntegrityError(RuntimeError):
+    """A downloaded or cached file does not match its published size or hash."""
+
+
+def home() -> Path:
+    return Path(os.environ.get("VIDEOZOO_HOME") or Path.home() / ".cache" / "videozoo")
+
+
+def cache_path(source: WeightSource) -> Path:
+    return home() / "checkpoints" / source.filename
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, source: WeightSource) -> None:
+    """Raise IntegrityError unless `path` has the published size and hash (where published)."""
+    size = path.stat().st_size
+    if source.size is not None and size != source.size:
+        raise IntegrityError(f"{path}: {size} bytes, expected {source.size} (truncated or wrong file)")
+    if source.sha256 or source.sha256_prefix:
+        digest = sha256_of(path)
+        want = source.sha256 or source.sha256_prefix or ""
+        if not digest.startswith(want.lower()):
+            raise IntegrityError(f"{path}: sha256 {digest} does not match the published {want} (corrupted file)")
+
+
+def _stamp(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _stamp_text(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
+def fetch(source: WeightSource, *, progress: bool | None = None, offline: bool | None = None) -> Path:
+    """Return the local path of `source`, downloading and verifying it first if needed."""
+    dest = cache_path(source)
+    if dest.is_file():
+        stamp = _stamp(dest)
+        if not (stamp.is_file() and stamp.read_text() == _stamp_text(dest)):
+            try:
+                verify(dest, source)
+            except IntegrityError as e:
+                raise IntegrityError(f"{e}. Delete it to download again, or replace it with {source.url}") from e
+            stamp.write_text(_stamp_text(dest))
+        return dest
+    if offline is None:
+        offline = os.environ.get("VIDEOZOO_OFFLINE", "") not in ("", "0")
+    if offline:
+        raise WeightsUnavailableError(_unavailable_message(source, dest, "offline mode (VIDEOZOO_OFFLINE) is set"))
+    try:
+        download(source.url, dest, source=source, progress=progress)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        if isinstance(e, IntegrityError):
+            raise
+        reason = getattr(e, "reason", None) or e
+        raise WeightsUnavailableError(_unavailable_message(source, dest, f"download failed: {reason}")) from e
+    _stamp(dest).write_text(_stamp_text(dest))
+    return dest
+
+
+def _unavailable_message(source: WeightSource, dest: Path, why: str) -> str:
+    check = f" (sha256 {source.sha256})" if source.sha256 else ""
+    return (
+        f"cannot get {source.url}: {why}. To use these weights offline, download that URL on a "
+        f"machine with internet access and place the file at {dest}{check}; set VIDEOZOO_HOME to "
+        "use another cache folder."
+    )
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    source: WeightSource | None = None,
+    progress: bool | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download `url` to `dest` atomically; verify against `source` before renaming into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    try:
+        req = urllib.request.Request(url, headers={"User-Agent": "videozoo"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp, open(tmp, "wb") as out:
+            total = resp.headers.get("Content-Length")
+            total = int(total) if total is not None else (source.size if source else None)
+            bar = _progress_bar(total, dest.name) if progress else None
+            received = 0
+            while block := resp.read(1 << 20):
+                out.write(block)
+                received += len(block)
+                if bar is not None:
+                    bar.update(len(block))
+            if bar is not None:
+                bar.close()
+        if total is not None and received != total:
+            raise IntegrityError(f"{url}: connection closed after {received} of {total} bytes (truncated download)")
+        if source is not None:
+            verify(tmp, source)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
+
+
+def _progress_bar(total: int | None, name: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr)
