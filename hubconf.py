@@ -1,0 +1,23 @@
+"""torch.hub entry points: `torch.hub.load(REPO_DIR, "slow_r50", source="local", pretrained=True)`.
+
+Every model of the registry is an entry; `pretrained=True` loads the official Kinetics-400 weights
+(downloaded once into $VIDEOZOO_HOME, default ~/.cache/videozoo).
+"""
+dependencies = ["torch", "av", "numpy", "safetensors"]
+
+from videozoo.factory import create_model as _create_model  # noqa: E402
+from videozoo.registry import get_spec as _get_spec, list_models as _list_models  # noqa: E402
+
+
+def _hub_entry(name: str):
+    def entry(pretrained: bool = False, progress: bool = True, **kwargs):
+        return _create_model(name, weights="kinetics400" if pretrained else None, progress=progress, **kwargs)
+
+    spec = _get_spec(name)
+    entry.__name__ = name
+    entry.__doc__ = f"{spec.description or name}\n\npretrained: load the official Kinetics-400 weights."
+    return entry
+
+
+for _name in _list_models():
+    globals()[_name] = _hub_entry(_name)

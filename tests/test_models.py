@@ -1,0 +1,100 @@
+"""Registry-driven checks of every model: entry completeness, shapes, gradients, heads, figures."""
+import json
+
+import pytest
+import torch
+
+import videozoo
+from videozoo.flops import model_gflops, model_params, view_input
+from videozoo.registry import get_spec
+
+SEED_MODELS = {"slow_r50", "slowfast_r50", "slowfast_r101", "i3d_r50_32x2", "r3d_18", "mc3_18", "r2plus1d_18"}
+OTHER_MODELS = {
+    "slowfast_16x8_r101_50_50", "i3d_r50", "c2d_r50", "csn_r101", "r2plus1d_r50", "x3d_xs", "x3d_s", "x3d_m",
+    "x3d_l", "i3d_r50_nl_32x2", "s3d", "mvit_base_16x4",
+}
+ALL = sorted(SEED_MODELS | OTHER_MODELS)
+
+
+def test_registry_holds_exactly_the_zoo():
+    assert set(videozoo.list_models()) == SEED_MODELS | OTHER_MODELS
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_entry_is_complete(name):
+    spec = get_spec(name)
+    inp = spec.input
+    assert inp.num_frames > 0 and inp.sampling_rate > 0 and inp.fps > 0
+    assert inp.crop_size <= inp.short_side or inp.resize is not None
+    assert len(inp.mean) == 3 and len(inp.std) == 3 and inp.channel_order in ("RGB", "BGR")
+    assert inp.test_clips >= 1 and inp.test_crops >= 1
+    source = spec.weights["kinetics400"]
+    assert source.url.startswith("https://") and source.format in ("pyth", "torchvision", "caffe2", "pyslowfast")
+    m = spec.metrics
+    assert m is not None and m.top1 and m.top5 and m.params_m and m.gflops and m.source
+    assert spec.description
+
+
+def _small_input(spec, batch):
+    # Reduced spatial size where the architecture allows it; fixed-size models take their own.
+    crop = None if getattr(spec.cls, "fixed_input_size", False) else 96
+    return view_input(spec, batch=batch, crop=crop)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_shapes_gradients_and_head_reset(name):
+    torch.manual_seed(0)
+    spec = get_spec(name)
+    model = videozoo.create_model(name, num_classes=7).train()
+    x = _small_input(spec, batch=2)
+    logits = model(x)
+    assert logits.shape == (2, 7)
+    logits.logsumexp(1).sum().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not no_grad, f"parameters without a finite gradient: {no_grad[:5]}"
+    assert model.get_classifier().weight.grad.abs().sum() > 0
+
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert feats.shape == (2, model.num_features)
+        torch.testing.assert_close(model.get_classifier()(feats), model(x), rtol=1e-4, atol=1e-4)
+        probs = model.scores(x)
+        torch.testing.assert_close(probs.sum(1), torch.ones(2))
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3) and model.num_classes == 3
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_computed_figures_match_published(name):
+    spec = get_spec(name)
+    params = model_params(spec) / 1e6
+    assert params == pytest.approx(spec.metrics.params_m, abs=0.006)
+    gflops = model_gflops(spec)
+    if spec.metrics.flops_note is None:
+        assert gflops == pytest.approx(spec.metrics.gflops, abs=0.006)
+
+
+def test_seed_card_figures():
+    assert round(model_gflops("slow_r50"), 2) == 54.52
+    assert round(model_gflops("slowfast_r50"), 2) == 65.71
+    assert round(model_gflops("r3d_18"), 2) == 40.70
+
+
+def test_models_cli_json(capsys):
+    from videozoo.cli import main
+
+    assert main(["models", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "multiply-add" in out["flops_convention"]
+    assert {r["name"] for r in out["models"]} == set(ALL)
+    row = next(r for r in out["models"] if r["name"] == "slow_r50")
+    assert row["gflops"] == 54.52 and row["published"]["gflops"] == 54.52
+
+
+def test_hubconf_loads_like_the_seed_cards():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    model = torch.hub.load(str(repo), "slow_r50", source="local", pretrained=False)
+    assert isinstance(model, videozoo.models.VideoClassifier) and model.num_classes == 400

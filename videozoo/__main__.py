@@ -1,0 +1,5 @@
+import sys
+
+from videozoo.cli import main
+
+sys.exit(main())

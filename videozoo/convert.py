@@ -1,0 +1,47 @@
+"""Converting a checkpoint of any supported format to videozoo's own `.pth` or `.safetensors`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from videozoo.factory import model_from_checkpoint
+from videozoo.registry import get_spec, list_models
+from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
+
+
+def infer_model(ckpt: Checkpoint) -> str:
+    """The registry model whose keys and shapes the checkpoint fits exactly (built on meta, no weights)."""
+    if ckpt.model_name:
+        return ckpt.model_name
+    fits = []
+    for name in list_models():
+        spec = get_spec(name)
+        try:
+            state = spec.cls.convert_checkpoint(ckpt.format, ckpt.state_dict, source=ckpt.source)
+        except CheckpointError:
+            continue
+        head = state.get(f"{spec.cls.classifier_name}.weight")
+        if head is None:
+            continue
+        with torch.device("meta"):
+            own = spec.build(num_classes=head.shape[0]).state_dict()
+        if own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own):
+            fits.append(name)
+    if len(fits) != 1:
+        what = "no model of the zoo" if not fits else f"several models ({', '.join(fits)})"
+        raise CheckpointError(f"{ckpt.source}: {what} fits this checkpoint exactly; name one with --model")
+    return fits[0]
+
+
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None) -> tuple[str, Path]:
+    ckpt = read_checkpoint(src)
+    name = model or infer_model(ckpt)
+    # Loading through the model validates every key and shape before anything is written.
+    net = model_from_checkpoint(get_spec(name), ckpt)
+    dst = Path(dst)
+    if dst.suffix not in (".pth", ".pt", ".safetensors"):
+        raise ValueError(f"{dst}: the output must end in .pth, .pt or .safetensors")
+    save_checkpoint(dst, net.state_dict(), model_name=name, class_names=net.class_names)
+    return name, dst

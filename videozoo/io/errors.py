@@ -1,0 +1,30 @@
+"""Exceptions and warnings raised by :mod:`videozoo.io`."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+
+class VideoDecodeError(RuntimeError):
+    """A video (or frame folder) could not be opened or a window not decoded.
+
+    The message always names the file and the reason; both are also kept as
+    attributes so callers (e.g. a dataset that skips bad samples) can log
+    them without parsing text.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike, None], reason: str):
+        self.path = None if path is None else os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
+
+
+class DamagedVideoWarning(UserWarning):
+    """Some frames of a video were damaged or missing but decoding went on."""
+
+
+def describe(exc: BaseException) -> str:
+    """Short reason text for an exception coming from PyAV / FFmpeg / OS."""
+    msg: Optional[str] = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {msg}"
