@@ -34,7 +34,7 @@ def test_caffe2_style_pickle_that_runs_code_is_refused(tmp_path):
     bad.write_bytes(pickle.dumps({"blobs": {"conv1_w": _RunsCode(marker)}}, protocol=2))
     with pytest.raises(UnsafePickleError) as e:
         videozoo.create_model("i3d_r50_32x2", weights=str(bad))
-    assert str(bad) in str(e.value) and "pathlib" in str(e.value)
+    assert str(bad) in str(e.value) and "refused" in str(e.value)
     assert not marker.exists()
 
 

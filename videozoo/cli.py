@@ -29,6 +29,66 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import time
+
+    from videozoo.predictor import Predictor
+
+    predictor = Predictor(
+        args.model, weights=args.weights, views=args.views, device=args.device, precision=args.precision,
+        threads=args.threads,
+    )
+    failed = 0
+    for video in args.videos:
+        t0 = time.perf_counter()
+        try:
+            result = predictor.predict_file(video)
+            top = result.top_k(args.top_k)
+            entry = {"video": video, "model": args.model, "views": args.views, "top_k": top,
+                     "seconds": round(time.perf_counter() - t0, 3), **result.info}
+        except Exception as e:  # the other videos still get their predictions
+            failed += 1
+            entry = {"video": video, "model": args.model, "views": args.views,
+                     "error": f"{type(e).__name__}: {e}", "seconds": round(time.perf_counter() - t0, 3)}
+        if args.json:
+            print(json.dumps(entry), flush=True)
+        elif "error" in entry:
+            print(f"{video}: error: {entry['error']}", file=sys.stderr, flush=True)
+        else:
+            print(f"{video} ({args.model}, {args.views} views, {entry['seconds']:.2f} s)")
+            for r in entry["top_k"]:
+                print(f"  {r['probability']:7.2%}  {r['label']}")
+    return 1 if failed else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from videozoo.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(
+        model=args.model, data=args.data, out=args.out, weights=args.weights, views=args.views,
+        data_root=args.data_root, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
+        device=args.device, resume=args.resume, save_view_scores=args.save_view_scores, limit=args.limit,
+    )
+    metrics = evaluate(cfg)
+    if metrics is not None:
+        shown = {k: v for k, v in metrics.items() if k not in ("config", "failures")}
+        print(json.dumps(shown, indent=2))
+    return 0
+
+
+def _weights_arg(value: str) -> str | None:
+    return None if value.lower() in ("none", "random") else value
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="slow_r50", help="registry name (see `videozoo models`)")
+    p.add_argument("--weights", type=_weights_arg, default="kinetics400",
+                   help="kinetics400 (official), a checkpoint path, or none (random)")
+    p.add_argument("--views", default="1x1", help="1x1 (centred clip, centre crop) or 10x3 (clips x crops)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videozoo", description="Pretrained video action recognition models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="OUT.pth or OUT.safetensors")
     p.add_argument("--model", help="registry name (inferred from the checkpoint's keys if omitted)")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("predict", help="top-k actions of videos")
+    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    _add_model_args(p)
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="decoder threads")
+    p.add_argument("--json", action="store_true", help="one JSON object per video")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("evaluate", help="accuracy on a labelled dataset (resumable, torchrun-aware)")
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="Kinetics CSV, folder per class, or `path label` list")
+    p.add_argument("--data-root", help="folder of the videos of a Kinetics CSV (default: the CSV's folder)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from the predictions already in --out")
+    p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
+    p.add_argument("--batch-size", type=int, default=None, help="views per forward pass")
+    p.add_argument("--save-view-scores", action="store_true", help="store every view's scores")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N videos only")
+    p.set_defaults(func=_cmd_evaluate, device="auto")
 
     return parser
 

@@ -42,6 +42,7 @@ def create_model(
     spec = get_spec(name)
     if weights is None:
         model = spec.build(num_classes=num_classes)
+        model.model_name = spec.name
         model.class_names = None
         if (num_classes or spec.num_classes) == 400:
             model.class_names = list(kinetics400_classes())
@@ -82,6 +83,7 @@ def model_from_checkpoint(spec: ModelSpec, ckpt: Checkpoint, *, num_classes: int
         model.reset_classifier(num_classes)
         class_names = None
     model.class_names = class_names
+    model.model_name = spec.name
     return model.eval()
 
 

@@ -34,6 +34,9 @@ _GAP_FACTOR = 4.0
 # window are decoded after a fresh seek instead of decoding the gap.
 DEFAULT_SEEK_GAP_SEC = 8.0
 _MAX_SEEK_RETRIES = 12
+# After a seek, at most this many non-key pictures are discarded while
+# waiting for a keyframe (streams without keyframe flags still decode).
+_MAX_LEADING_SKIP = 64
 
 
 @dataclass
@@ -170,7 +173,7 @@ class Video:
     def decode_all(self) -> Clip:
         """Every frame of the video from a plain sequential decode."""
         self._check_open()
-        frames: List[torch.Tensor] = []
+        frames: List[np.ndarray] = []
         pts: List[float] = []
         lost: List[LostFrame] = []
         for item in self._iter_frames(None):
@@ -178,10 +181,13 @@ class Video:
                 lost.append(item)
                 continue
             t, payload = item
-            frames.append(self._to_tensor(payload))
+            frames.append(self._to_planar(payload))
             pts.append(t)
         if not frames:
             raise VideoDecodeError(self.path, "no frame could be decoded")
+        last_t = max(pts)
+        if last_t + self._frame_interval() * 1.5 < self.duration - 1e-6:
+            lost.append(self._ended_early(last_t, self.duration, last_t))
         clip = self._assemble(frames, pts, -math.inf, math.inf, lost)
         if lost:
             warnings.warn(
@@ -220,8 +226,8 @@ class Video:
         when ``start_sec`` is None or no such position exists)."""
         raise NotImplementedError
 
-    def _to_tensor(self, payload) -> torch.Tensor:
-        """``(H, W, 3)`` uint8 RGB tensor, not yet rotated."""
+    def _to_planar(self, payload) -> np.ndarray:
+        """``(3, H, W)`` uint8 RGB array, contiguous, not yet rotated."""
         raise NotImplementedError
 
     _rotation_k = 0  # counterclockwise quarter turns applied to every frame
@@ -252,8 +258,8 @@ class Video:
         self.stats.passes += 1
         first = run[0].start
         last_end = max(w.end for w in run)
-        # Decoded frames still needed by an unfinished window: (t, tensor).
-        held: List[Tuple[float, torch.Tensor]] = []
+        # Decoded frames still needed by an unfinished window: (t, (3,H,W)).
+        held: List[Tuple[float, np.ndarray]] = []
         lost: List[LostFrame] = []
         pending = list(run)
         last_t = -math.inf
@@ -274,7 +280,7 @@ class Video:
                     still.append(w)
             pending = still
             if any(w.start <= t < w.end for w in pending):
-                held.append((t, self._to_tensor(payload)))
+                held.append((t, self._to_planar(payload)))
                 self.stats.frames_converted += 1
             # Frames before every remaining window's start are not needed.
             low = min((w.start for w in pending), default=math.inf)
@@ -284,17 +290,21 @@ class Video:
         else:
             # The stream ended before the last window's end.
             if pending and last_t + self._frame_interval() * 1.5 < min(last_end, self.duration) - 1e-6:
-                lost.append(
-                    LostFrame(
-                        pts_sec=None,
-                        count=max(1, int(round((min(last_end, self.duration) - max(last_t, first)) * self.fps))),
-                        reason=f"stream ended at {max(last_t, 0.0):.3f} s before the declared duration "
-                        f"{self.duration:.3f} s (file truncated?)",
-                        span=(max(last_t, first), math.inf),
-                    )
-                )
+                lost.append(self._ended_early(max(last_t, first), min(last_end, self.duration), last_t))
         for w in pending:
             yield w, self._window_clip(w, held, lost)
+
+    def _ended_early(self, since: float, until: float, last_t: float) -> LostFrame:
+        return LostFrame(
+            pts_sec=None,
+            count=max(1, int(round((until - since) * self._nominal_fps()))),
+            reason=f"stream ended at {max(last_t, 0.0):.3f} s before the declared duration "
+            f"{self.duration:.3f} s (file truncated?)",
+            span=(since, math.inf),
+        )
+
+    def _nominal_fps(self) -> float:
+        return self.fps if self.fps and self.fps > 0 else 25.0
 
     def _frame_interval(self) -> float:
         return 1.0 / self.fps if self.fps and self.fps > 0 else 0.04
@@ -309,19 +319,36 @@ class Video:
         return self._assemble([x for _, x in sel], [t for t, _ in sel], w.start, w.end, lost_here)
 
     def _assemble(self, frames, pts, start, end, lost) -> Clip:
+        # Built with numpy: plain block copies, no intra-op thread pool
+        # (torch's parallel copy is slower for this and suffers badly when
+        # DataLoader workers already occupy the cores).
         order = sorted(range(len(pts)), key=pts.__getitem__)
-        h, w_ = frames[0].shape[:2]
-        out = torch.empty((3, len(frames), h, w_), dtype=torch.uint8)
+        h, w_ = frames[0].shape[1:]
+        out = np.empty((3, len(frames), h, w_), dtype=np.uint8)
         for j, i in enumerate(order):
-            out[:, j] = frames[i].permute(2, 0, 1)
+            out[:, j] = frames[i]
         if self._rotation_k:
-            out = torch.rot90(out, self._rotation_k, dims=(2, 3)).contiguous()
+            out = np.ascontiguousarray(np.rot90(out, self._rotation_k, axes=(2, 3)))
         ts = torch.tensor([pts[i] for i in order], dtype=torch.float64)
-        return Clip(out, ts, float(start), float(end), list(lost))
+        return Clip(torch.from_numpy(out), ts, float(start), float(end), list(lost))
 
 
 # ---------------------------------------------------------------------------
 # PyAV backend
+
+
+def _planar(hwc: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` -> contiguous ``(3, H, W)``.
+
+    Done once per kept frame, so that building each clip is plain block
+    copies; a channel at a time is several times faster than a strided
+    permute copy of uint8 data.
+    """
+    h, w = hwc.shape[:2]
+    out = np.empty((3, h, w), dtype=np.uint8)
+    for c in range(3):
+        out[c] = hwc[..., c]
+    return out
 
 
 def _rotation_quarters(degrees) -> int:
@@ -376,8 +403,7 @@ class PyAVVideo(Video):
         cc = s.codec_context
         if cc is None or not cc.name:
             raise VideoDecodeError(self.path, "no decoder for the video stream")
-        s.thread_type = "AUTO"
-        cc.thread_count = 0 if self.threads is None else int(self.threads)
+        self._configure_threads()
         self._tb = s.time_base
         self._start_pts = s.start_time if s.start_time is not None else 0
         rate = s.average_rate or s.guessed_rate or s.base_rate
@@ -389,8 +415,8 @@ class PyAVVideo(Video):
         if self._rotation_k % 2:
             w, h = h, w
         self.width, self.height = int(w), int(h)
-        self.duration = self._probe_duration()
         self._fresh = True  # nothing read yet: the demuxer is at the start
+        self.duration = self._probe_duration()
 
     def _stream_rotation(self):
         # The display matrix is reported on decoded frames; read it from the
@@ -460,11 +486,28 @@ class PyAVVideo(Video):
         except self._av.error.FFmpegError as exc:
             raise VideoDecodeError(self.path, f"seek to {float(t or 0):.3f} s failed: {describe(exc)}") from exc
 
+    def _reopen(self) -> None:
+        self.stats.seeks += 1
+        self._container.close()
+        try:
+            self._container = self._av.open(self.path, metadata_errors="ignore")
+        except Exception as exc:
+            self._container = None
+            raise VideoDecodeError(self.path, f"cannot reopen: {describe(exc)}") from exc
+        self._stream = self._container.streams.video[0]
+        self._configure_threads()
+        self._fresh = False
+
+    def _configure_threads(self) -> None:
+        self._stream.thread_type = "AUTO"
+        self._stream.codec_context.thread_count = 0 if self.threads is None else int(self.threads)
+
     def _iter_frames(self, start_sec: Optional[float]) -> Iterator:
         self._check_open()
         if start_sec is None:
+            # A plain decode from the first packet, as a player would do it.
             if not self._fresh:
-                self._seek(None)
+                self._reopen()
             self._fresh = False
             yield from self._decode_from_current()
             return
@@ -478,16 +521,33 @@ class PyAVVideo(Video):
             it = self._decode_from_current()
             head = []
             first_t = None
+            skipped = 0
             for item in it:
+                if isinstance(item, LostFrame):
+                    head.append(item)
+                    continue
+                # Demuxers without an index (MPEG-TS, ...) can land between
+                # keyframes; pictures decoded before the first keyframe lack
+                # their references and would differ from a full decode.
+                if not item[1].key_frame and skipped < _MAX_LEADING_SKIP:
+                    skipped += 1
+                    head.clear()
+                    continue
                 head.append(item)
-                if not isinstance(item, LostFrame):
-                    first_t = item[0]
-                    break
+                first_t = item[0]
+                break
             # FFmpeg may land after the requested time (imprecise indexes,
             # open GOPs whose leading frames are dropped): go back further.
-            if at_start or (first_t is not None and first_t <= start_sec):
+            if first_t is not None and first_t <= start_sec:
                 yield from head
                 yield from it
+                return
+            if at_start:
+                # Seeking to the start is not exact in every demuxer (e.g.
+                # MPEG-TS); a fresh handle always starts at the first packet.
+                it.close()
+                self._reopen()
+                yield from self._decode_from_current()
                 return
             it.close()
             self.stats.seek_retries += 1
@@ -549,9 +609,9 @@ class PyAVVideo(Video):
                 prev_t = t
                 yield t, frame
 
-    def _to_tensor(self, frame) -> torch.Tensor:
+    def _to_planar(self, frame) -> np.ndarray:
         # The same conversion the reference pipelines use (swscale rgb24).
-        return torch.from_numpy(frame.to_ndarray(format="rgb24"))
+        return _planar(frame.to_ndarray(format="rgb24"))
 
 
 # ---------------------------------------------------------------------------
@@ -629,8 +689,8 @@ class FrameFolderVideo(Video):
                 continue
             yield t, arr
 
-    def _to_tensor(self, payload) -> torch.Tensor:
-        return torch.from_numpy(payload)
+    def _to_planar(self, payload) -> np.ndarray:
+        return _planar(payload)
 
 
 # ---------------------------------------------------------------------------
@@ -658,7 +718,7 @@ class TorchCodecVideo(Video):
 
         try:
             self._dec = VideoDecoder(
-                self.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=threads or 0
+                self.path, seek_mode="exact", dimension_order="NCHW", num_ffmpeg_threads=threads or 0
             )
         except Exception as exc:
             raise VideoDecodeError(self.path, f"cannot open: {describe(exc)}") from exc
@@ -689,8 +749,8 @@ class TorchCodecVideo(Video):
                 yield float(batch.pts_seconds[i]) - self._t0, batch.data[i]
             t += step
 
-    def _to_tensor(self, payload) -> torch.Tensor:
-        return payload
+    def _to_planar(self, payload) -> np.ndarray:
+        return payload.contiguous().numpy()
 
     def close(self) -> None:
         self._dec = None

@@ -23,6 +23,8 @@ class VideoClassifier(nn.Module):
     #: each family mirrors its official checkpoint, so official files load without renaming;
     #: videozoo's own files (torch.save or safetensors) use the same keys.
     native_formats: frozenset[str] = frozenset({"videozoo", "safetensors"})
+    #: True where the architecture takes exactly one clip size (learned position embeddings).
+    fixed_input_size: bool = False
 
     @classmethod
     def convert_checkpoint(cls, fmt: str, state: dict[str, Tensor], *, source: str) -> dict[str, Tensor]:

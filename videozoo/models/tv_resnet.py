@@ -22,7 +22,7 @@ from videozoo.models.base import VideoClassifier, positions_from_map
 from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
 
 STAGE_WIDTHS = (64, 128, 256, 512)
-BLOCKS_PER_DEPTH = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+BLOCKS_PER_DEPTH = {18: (2, 2, 2, 2)}
 CONV_KINDS = ("3d", "2d", "2plus1d")
 
 

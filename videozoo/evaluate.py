@@ -1,0 +1,254 @@
+"""Evaluating a model on a labelled video list: the I3D seed's clip mode (1x1) and video mode (10x3).
+
+Decoding and transforms run in DataLoader workers while the main process runs the model. Every
+finished video is appended to `predictions.jsonl` at once, so a killed run loses nothing:
+`resume=True` skips the videos already there. A video that fails to decode is recorded with its
+reason and the run goes on. Under torch.distributed (torchrun) each process takes every
+world-th video (no padding, so no video is evaluated twice), writes its own part file, and rank 0
+merges the parts and computes the metrics, which equal those of one process.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from videozoo.datasets import VideoList, load_video_list
+from videozoo.factory import create_model
+from videozoo.metrics import plot_confusion, summarize
+from videozoo.predictor import Predictor, load_views
+
+log = logging.getLogger("videozoo.evaluate")
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    data: str
+    out: str
+    weights: str | None = "kinetics400"
+    views: str = "1x1"
+    data_root: str | None = None
+    batch_size: int | None = None  # views per forward pass; default: one video's views
+    workers: int = 2
+    precision: str = "fp32"
+    device: str = "auto"
+    resume: bool = False
+    save_view_scores: bool = False
+    decoder_threads: int | None = None
+    limit: int | None = None  # evaluate only the first N videos
+
+
+# -- distributed helpers ------------------------------------------------------------------------------
+
+
+def _dist_setup(device: str) -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# -- the dataset of views --------------------------------------------------------------------------
+
+
+class _ViewsDataset(torch.utils.data.Dataset):
+    """Item i -> the decoded, transformed views of video i, or the reason it failed."""
+
+    def __init__(self, videos: VideoList, indices: list[int], transform, threads: int | None, fps: float):
+        self.videos, self.indices, self.transform, self.threads, self.fps = videos, indices, transform, threads, fps
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        index = self.indices[i]
+        item = self.videos.items[index]
+        try:
+            loaded = load_views(item.path, self.transform, threads=self.threads, frame_fps=self.fps)
+            return {"index": index, "loaded": loaded, "error": None}
+        except Exception as e:  # one bad video never stops the run
+            reason = str(e) if item.path in str(e) else f"{item.path}: {e}"
+            return {"index": index, "loaded": None, "error": f"{type(e).__name__}: {reason}"}
+
+
+def _collate(batch: list[dict]) -> list[dict]:
+    return batch
+
+
+# -- records -------------------------------------------------------------------------------------------
+
+
+def _record(index: int, videos: VideoList, pred=None, error: str | None = None, save_view_scores: bool = False) -> dict:
+    item = videos.items[index]
+    rec: dict = {"index": index, "video": item.path, "label": item.label, "label_name": item.label_name}
+    if error is not None:
+        rec["error"] = error
+        return rec
+    rec["error"] = None
+    rec["top5"] = pred.top_k(5)
+    scores = pred.scores.numpy()
+    view_scores = pred.view_scores.numpy()
+    rec["pred"] = int(scores.argmax())
+    # Enough to recompute every metric after a resume without the full score vectors.
+    rec["video_top5"] = [int(i) for i in np.argsort(-scores)[:5]]
+    rec["view_top5"] = [[int(i) for i in np.argsort(-v)[:5]] for v in view_scores]
+    rec["seconds"] = round(pred.seconds, 4)
+    rec.update(pred.info)
+    if save_view_scores:
+        rec["view_scores"] = view_scores.round(6).tolist()
+    return rec
+
+
+def read_records(path: Path) -> list[dict]:
+    """The complete lines of a predictions file (a line cut by a kill is dropped)."""
+    records = []
+    if not path.exists():
+        return records
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _metrics(records: list[dict], num_classes: int) -> tuple[dict, np.ndarray | None]:
+    return summarize(records, num_classes)
+
+
+# -- the run -------------------------------------------------------------------------------------------
+
+
+def evaluate(cfg: EvalConfig) -> dict | None:
+    """Run the evaluation described by `cfg`; returns the metrics (on rank 0; None elsewhere)."""
+    device = _resolve_device(cfg.device)
+    rank, world = _dist_setup(device)
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % max(torch.cuda.device_count(), 1)}"
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    model = create_model(cfg.model, weights=cfg.weights)
+    classes = model.class_names or [str(i) for i in range(model.num_classes)]
+    videos = load_video_list(cfg.data, classes=classes, root=cfg.data_root)
+    total = len(videos) if cfg.limit is None else min(cfg.limit, len(videos))
+
+    final = out / "predictions.jsonl"
+    part = out / (f"predictions.rank{rank}.jsonl" if world > 1 else "predictions.jsonl")
+    if not cfg.resume and rank == 0:
+        for stale in [final, *out.glob("predictions.rank*.jsonl")]:
+            stale.unlink(missing_ok=True)
+    _barrier()
+    done = {r["index"] for p in [final, *out.glob("predictions.rank*.jsonl")] for r in read_records(p)} if cfg.resume else set()
+    todo = [i for i in range(rank, total, world) if i not in done]
+    if rank == 0:
+        with open(out / "config.json", "w") as f:
+            json.dump({**dataclasses.asdict(cfg), "world_size": world, "device": device}, f, indent=2)
+
+    predictor = Predictor(
+        model, views=cfg.views, device=device, precision=cfg.precision, batch_size=cfg.batch_size,
+        threads=cfg.decoder_threads,
+    )
+    data = _ViewsDataset(videos, todo, predictor.transform, cfg.decoder_threads, predictor.spec.input.fps)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=1, num_workers=cfg.workers, collate_fn=_collate,
+        prefetch_factor=2 if cfg.workers > 0 else None, persistent_workers=False,
+    )
+    progress = _Progress(len(todo), enabled=rank == 0)
+    # Keep the part file's last line whole: a line cut by a kill would be dropped on resume anyway.
+    _repair_tail(part)
+    with open(part, "a") as sink:
+        for batch in loader:
+            for entry in batch:
+                if entry["error"] is not None:
+                    rec = _record(entry["index"], videos, error=entry["error"])
+                    log.warning("failed: %s", entry["error"])
+                else:
+                    pred = predictor.predict_views(entry["loaded"])
+                    rec = _record(entry["index"], videos, pred, save_view_scores=cfg.save_view_scores)
+                sink.write(json.dumps(rec) + "\n")
+                sink.flush()
+                progress.step()
+    progress.close()
+
+    _barrier()
+    if rank != 0:
+        return None
+    records = {r["index"]: r for p in [final, *sorted(out.glob("predictions.rank*.jsonl"))] for r in read_records(p)}
+    merged = [records[i] for i in sorted(records) if i < total]
+    tmp = final.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in merged))
+    os.replace(tmp, final)
+    for p in out.glob("predictions.rank*.jsonl"):
+        p.unlink()
+    metrics, cm = _metrics(merged, len(classes))
+    metrics.update({"model": cfg.model, "weights": cfg.weights, "views": cfg.views, "world_size": world})
+    metrics["config"] = dataclasses.asdict(cfg)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cm is not None:
+        try:
+            plot_confusion(cm, classes, out / "confusion_matrix.png", title=f"{cfg.model} {cfg.views} (video level)")
+        except ImportError:
+            log.warning("matplotlib is not installed: no confusion-matrix PNG")
+    return metrics
+
+
+def _repair_tail(path: Path) -> None:
+    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        good = [line for line in path.read_text().splitlines() if _is_json(line)]
+        path.write_text("".join(line + "\n" for line in good))
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except json.JSONDecodeError:
+        return False
+
+
+class _Progress:
+    """A tqdm bar on a terminal; a log line every few videos otherwise."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.n, self.t0 = total, enabled, 0, time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="video", file=sys.stderr)
+
+    def step(self) -> None:
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.enabled and (self.n % 10 == 0 or self.n == self.total):
+            rate = self.n / max(time.perf_counter() - self.t0, 1e-9)
+            eta = (self.total - self.n) / rate if rate else 0
+            print(f"evaluate: {self.n}/{self.total} videos, {rate:.2f} videos/s, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

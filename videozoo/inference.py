@@ -1,0 +1,137 @@
+"""Making an eval-mode model cheaper to run without changing what it computes.
+
+- BatchNorm folding: in eval mode a BatchNorm that directly follows a convolution is an affine
+  map per output channel, so it folds into the convolution's weight and bias.
+- channels-last 3D memory layout (N, T, H, W, C strides), which oneDNN's and cuDNN's 3D
+  convolutions run faster in.
+- reduced precision through autocast (bf16 on CPUs with AVX512-BF16/AMX, bf16/fp16 on CUDA).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+
+import torch
+import torch.nn as nn
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def precision_context(precision: str, device: torch.device | str):
+    """An autocast context for `precision` on `device` ("fp32" runs as is)."""
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if device.type == "cpu" and precision == "fp16":
+        raise ValueError("fp16 is for CUDA; on a CPU use --precision bf16")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _conv_bn_pairs(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module]]:
+    """(conv, bn) pairs where the BatchNorm's input is exactly that convolution's output.
+
+    Found by running `example` once: every convolution output is remembered (kept alive, so its
+    identity cannot be reused) and each BatchNorm checks whether its input is one of them.
+    """
+    produced: dict[int, nn.Module] = {}
+    alive: list[torch.Tensor] = []
+    pairs: dict[nn.Module, nn.Module] = {}
+    conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    bn_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+    def after_conv(mod, inp, out):
+        produced[id(out)] = mod
+        alive.append(out)
+
+    def before_bn(mod, inp):
+        conv = produced.get(id(inp[0]))
+        if conv is not None:
+            pairs.setdefault(mod, conv)
+
+    handles = [
+        m.register_forward_hook(after_conv) if isinstance(m, conv_types) else m.register_forward_pre_hook(before_bn)
+        for m in model.modules()
+        if isinstance(m, conv_types + bn_types)
+    ]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    # A convolution whose output feeds two BatchNorms cannot absorb both.
+    uses: dict[nn.Module, int] = {}
+    for conv in pairs.values():
+        uses[conv] = uses.get(conv, 0) + 1
+    return [(conv, bn) for bn, conv in pairs.items() if uses[conv] == 1]
+
+
+def fold_batchnorm(model: nn.Module, example) -> int:
+    """Fold every BatchNorm that follows a convolution into it, in place; returns how many."""
+    if model.training:
+        raise ValueError("BatchNorm folding is for eval mode: call model.eval() first")
+    pairs = _conv_bn_pairs(model, example)
+    replaced = {}
+    for conv, bn in pairs:
+        if not bn.track_running_stats or bn.running_var is None:
+            continue
+        with torch.no_grad():
+            scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight.double()
+            shift = -bn.running_mean.double() * scale
+            if bn.bias is not None:
+                shift = shift + bn.bias.double()
+            w = conv.weight.double() * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
+            b = shift if conv.bias is None else conv.bias.double() * scale + shift
+            conv.weight.copy_(w.to(conv.weight.dtype))
+            if conv.bias is None:
+                conv.bias = nn.Parameter(b.to(conv.weight.dtype))
+            else:
+                conv.bias.copy_(b.to(conv.bias.dtype))
+        replaced[bn] = nn.Identity()
+    for parent in model.modules():
+        for name, child in list(parent.named_children()):
+            if child in replaced:
+                setattr(parent, name, replaced[child])
+    return len(replaced)
+
+
+def to_channels_last(x):
+    """Channels-last 3D layout for a clip tensor (or each pathway of [slow, fast])."""
+    if isinstance(x, (list, tuple)):
+        return [to_channels_last(t) for t in x]
+    return x.contiguous(memory_format=torch.channels_last_3d) if x.dim() == 5 else x
+
+
+def optimize_for_inference(
+    model: nn.Module, example, *, fold_bn: bool = True, channels_last: bool = True, inplace: bool = False
+) -> nn.Module:
+    """An eval-mode copy of `model` with BatchNorm folded and weights in channels-last layout.
+
+    `example` is a small input of the model's expected shape, used once to find conv->BN pairs.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    if fold_bn:
+        fold_batchnorm(model, example)
+    if channels_last:
+        for m in model.modules():
+            if isinstance(m, nn.Conv3d):
+                m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
+    return model
