@@ -76,6 +76,47 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    from videozoo.features import FeatureConfig, extract_features
+
+    cfg = FeatureConfig(
+        model=args.model, out=args.out, data=args.data, videos=args.videos or None, weights=args.weights,
+        views=args.views, format=args.format, workers=args.workers, batch_size=args.batch_size,
+        precision=args.precision, device=args.device, resume=args.resume,
+    )
+    summary = extract_features(cfg)
+    print(json.dumps(summary))
+    return 1 if summary["failed"] else 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from videozoo.synth import DEFAULT_CLASSES, make_dataset
+
+    classes = args.classes.split(",") if args.classes else DEFAULT_CLASSES
+    info = make_dataset(
+        args.out, classes=classes, videos_per_class=args.videos_per_class, seed=args.seed,
+        size=(args.size, args.size), num_frames=args.frames, fps=args.fps, val_fraction=args.val_fraction,
+        workers=args.workers,
+    )
+    print(f"wrote {info.num_train} training and {info.num_val} validation videos to {info.root} (train.txt, val.txt, classes.txt)")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from videozoo.train import train
+    from videozoo.train.config import config_from_args
+
+    result = train(config_from_args(args))
+    print(result.summary() if hasattr(result, "summary") else result)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from videozoo.demo import run_demo
+
+    return run_demo(args.out, quick=args.quick)
+
+
 def _weights_arg(value: str) -> str | None:
     return None if value.lower() in ("none", "random") else value
 
@@ -123,6 +164,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-view-scores", action="store_true", help="store every view's scores")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N videos only")
     p.set_defaults(func=_cmd_evaluate, device="auto")
+
+    p = sub.add_parser("features", help="pooled features per clip and per video (resumable)")
+    p.add_argument("videos", nargs="*", metavar="VIDEO", help="video files (or use --data)")
+    _add_model_args(p)
+    p.add_argument("--data", help="dataset spec instead of video files")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default="npy", choices=["npy", "safetensors"])
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=_cmd_features)
+
+    p = sub.add_parser("synth", help="write a synthetic motion dataset (H.264 MP4)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--classes", help="comma-separated motion classes (default: all 8)")
+    p.add_argument("--videos-per-class", type=int, default=24)
+    p.add_argument("--val-fraction", type=float, default=0.25)
+    p.add_argument("--size", type=int, default=112, help="frame height and width")
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--fps", type=float, default=15)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=_cmd_synth)
+
+    from videozoo.train.config import add_cli_arguments
+
+    p = sub.add_parser("train", help="train or fine-tune (resumable, torchrun-aware)")
+    add_cli_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("demo", help="offline end-to-end demo: synthesise, fine-tune, evaluate, predict, report")
+    p.add_argument("--out", default="demo-output")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    p.set_defaults(func=_cmd_demo)
 
     return parser
 

@@ -139,8 +139,7 @@ class Predictor:
         return view_input(self.spec, crop=64 if not getattr(type(model), "fixed_input_size", False) else None, device=self.device)
 
     @torch.inference_mode()
-    def score_views(self, views: Views) -> Tensor:
-        """(V, K) float32 scores of a stack of views, in batches of `batch_size`."""
+    def _batched(self, fn, views: Views) -> Tensor:
         n = _count(views)
         step = self.batch_size or n
         out = []
@@ -148,8 +147,16 @@ class Predictor:
             x = _take(views, start, start + step)
             x = [v.to(self.device, non_blocking=True) for v in x] if isinstance(x, list) else x.to(self.device, non_blocking=True)
             with precision_context(self.precision, self.device):
-                out.append(self.model.scores(to_channels_last(x)).float().cpu())
+                out.append(fn(to_channels_last(x)).float().cpu())
         return torch.cat(out)
+
+    def score_views(self, views: Views) -> Tensor:
+        """(V, K) float32 scores of a stack of views, in batches of `batch_size`."""
+        return self._batched(self.model.scores, views)
+
+    def feature_views(self, views: Views) -> Tensor:
+        """(V, D) float32 pooled features (before the classifier) of a stack of views."""
+        return self._batched(self.model.forward_features, views)
 
     def predict_views(self, loaded: VideoViews) -> Prediction:
         t0 = time.perf_counter()

@@ -1,0 +1,129 @@
+"""Prediction speed: videozoo against the seed documents' own pipeline, in one run, same video.
+
+For slow_r50 and slowfast_r50 at 1x1 and 10x3 views on one 10-second 640x360 H.264 video, runs
+- the seed pipeline (`../shared/peers/seed_pipeline.py`: pytorchvideo EncodedVideo + the cards'
+  transforms + the hub model), in the peers venv (`../shared/peers/setup.sh` builds it), and
+- `videozoo predict` in fp32 and (where the CPU has native bf16) bf16,
+each as a separate process timed from outside (start-up, model build, decoding, forward), and
+prints seconds per video and the ratio. It also measures this machine's float32 matrix-multiply
+rate and prints the GFLOP/s each videozoo forward pass achieved against it, and the top-1
+agreement of bf16 with fp32.
+
+    python benchmarks/predict.py [--video PATH] [--peers VENV] [--repeat 2] [--json OUT.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VIDEOZOO_SHARED", ROOT.parent / "shared"))
+CASES = [("slow_r50", "1x1", 1), ("slow_r50", "10x3", 30), ("slowfast_r50", "1x1", 1), ("slowfast_r50", "10x3", 30)]
+
+
+def make_video(path: Path) -> Path:
+    """10 s of 640x360 30 fps H.264 with moving texture (the synthetic generator's content)."""
+    from videozoo.synth import render_video, write_video
+
+    video = render_video("move_right", 0, size=(360, 640), num_frames=300)
+    return write_video(path, video.frames, fps=30, crf=23)
+
+
+def matmul_gflops(seconds: float = 2.0) -> float:
+    """Sustained float32 matrix-multiply rate of this machine (multiply-adds per second / 1e9)."""
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        count += 1
+    return count * n**3 / (time.perf_counter() - t0) / 1e9
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return wall, proc.stdout
+
+
+def best(cmd: list[str], repeat: int) -> tuple[float, str]:
+    runs = [timed(cmd) for _ in range(repeat)]
+    return min(runs, key=lambda r: r[0])
+
+
+def videozoo_forward_rate(name: str, views: str, precision: str, video: Path) -> dict:
+    """Inside this process: forward seconds and achieved GFLOP/s for one video's views."""
+    from videozoo.flops import model_gflops
+    from videozoo.predictor import Predictor, load_views
+
+    pred = Predictor(name, weights=None, views=views, precision=precision)
+    loaded = load_views(video, pred.transform)
+    pred.score_views(loaded.views)  # warm-up (oneDNN primitive creation)
+    t0 = time.perf_counter()
+    scores = pred.score_views(loaded.views)
+    fwd = time.perf_counter() - t0
+    gflops = model_gflops(name) * loaded.num_views
+    return {"forward_s": fwd, "gflop_per_s": gflops / fwd, "top1": scores.argmax(1).tolist()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--video", type=Path)
+    ap.add_argument("--peers", default="/tmp/videozoo-peers", help="venv of the reference implementations")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per case (the fastest is kept)")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="vz-bench-"))
+    video = args.video or make_video(tmp / "bench_640x360_10s.mp4")
+    setup = SHARED / "peers" / "setup.sh"
+    peers_python = subprocess.run(["bash", str(setup), args.peers], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    seed_script = str(SHARED / "peers" / "seed_pipeline.py")
+    bf16 = __import__("videozoo.inference", fromlist=["cpu_has_bf16"]).cpu_has_bf16()
+    peak = matmul_gflops()
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}; video: {video.name} (640x360, 10 s, H.264)")
+    print(f"float32 matmul rate: {peak:.0f} GFLOP/s (multiply-adds); bf16 native: {bf16}")
+
+    rows = []
+    for name, views, nviews in CASES:
+        seed_wall, seed_out = best([peers_python, seed_script, str(video), name, str(nviews)], args.repeat)
+        seed = json.loads(seed_out.strip().splitlines()[-1])
+        row = {"model": name, "views": views, "seed_s": seed_wall, "seed_inner": seed}
+        precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
+        for precision in precisions:
+            cmd = [sys.executable, "-m", "videozoo", "predict", str(video), "--model", name, "--weights", "none",
+                   "--views", views, "--precision", precision, "--json"]
+            wall, _ = best(cmd, args.repeat)
+            rate = videozoo_forward_rate(name, views, precision, video)
+            row[precision] = {"s": wall, "ratio": seed_wall / wall, **{k: v for k, v in rate.items() if k != "top1"}}
+            row[precision]["_top1"] = rate["top1"]
+        if "bf16" in row:
+            a, b = row["fp32"].pop("_top1"), row["bf16"].pop("_top1")
+            row["bf16_top1_agreement"] = sum(x == y for x, y in zip(a, b)) / len(a)
+        else:
+            row["fp32"].pop("_top1")
+        rows.append(row)
+        line = f"{name:13s} {views:5s} seed {seed_wall:7.2f} s | videozoo fp32 {row['fp32']['s']:7.2f} s ({row['fp32']['ratio']:4.1f}x, {row['fp32']['gflop_per_s']:4.0f} GFLOP/s = {row['fp32']['gflop_per_s'] / peak:4.0%} of matmul)"
+        if "bf16" in row:
+            line += f" | bf16 {row['bf16']['s']:7.2f} s ({row['bf16']['ratio']:4.1f}x, top-1 agreement {row['bf16_top1_agreement']:.0%})"
+        print(line, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": cpu, "matmul_gflops": peak, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
