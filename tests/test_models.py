@@ -1,4 +1,5 @@
 """Registry-driven checks of every model: entry completeness, shapes, gradients, heads, figures."""
+import dataclasses
 import json
 
 import pytest
@@ -31,7 +32,9 @@ def test_entry_is_complete(name):
     source = spec.weights["kinetics400"]
     assert source.url.startswith("https://") and source.format in ("pyth", "torchvision", "caffe2", "pyslowfast")
     m = spec.metrics
-    assert m is not None and m.top1 and m.top5 and m.params_m and m.gflops and m.source
+    assert m is not None and m.top1 and m.top5 and m.params_m and m.source
+    # Where no GFLOPs figure was published, the table shows only the computed one.
+    assert m.gflops is not None or name.startswith("i3d_r50") and name.endswith("32x2")
     assert spec.description
 
 
@@ -48,7 +51,12 @@ def _small_input(spec, batch):
 def test_shapes_gradients_and_head_reset(name):
     torch.manual_seed(0)
     spec = get_spec(name)
-    model = videozoo.create_model(name, num_classes=7).train()
+    if getattr(spec.cls, "fixed_input_size", False):
+        # A fixed-size model is checked at a reduced clip size to keep the suite fast.
+        spec = spec.replace(input=dataclasses.replace(spec.input, num_frames=4, crop_size=64))
+        model = spec.build(num_classes=7, num_frames=4, crop_size=64).train()
+    else:
+        model = videozoo.create_model(name, num_classes=7).train()
     x = _small_input(spec, batch=2)
     logits = model(x)
     assert logits.shape == (2, 7)
@@ -74,7 +82,7 @@ def test_computed_figures_match_published(name):
     params = model_params(spec) / 1e6
     assert params == pytest.approx(spec.metrics.params_m, abs=0.006)
     gflops = model_gflops(spec)
-    if spec.metrics.flops_note is None:
+    if spec.metrics.gflops is not None and spec.metrics.flops_note is None:
         assert gflops == pytest.approx(spec.metrics.gflops, abs=0.006)
 
 

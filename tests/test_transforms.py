@@ -81,6 +81,20 @@ def seed_pytorchvideo(frames: torch.Tensor, cfg: InputConfig, crops: list[int] |
     return views
 
 
+def seed_i3d_caffe2(frames: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
+    """The I3D 32x2 seed's clip mode: every sampling_rate-th frame of the window, short side 256,
+    0-255 values normalised with 114.75 / 57.375, centre crop."""
+    v = frames[:, :: cfg.sampling_rate][:, : cfg.num_frames].to(torch.float32)
+    v = (v - 114.75) / 57.375
+    h, w = v.shape[-2:]
+    size = (cfg.short_side, int(math.floor(w / h * cfg.short_side))) if w >= h else (int(math.floor(h / w * cfg.short_side)), cfg.short_side)
+    v = F.interpolate(v, size=size, mode="bilinear", align_corners=False)
+    h, w = v.shape[-2:]
+    c = cfg.crop_size
+    y, x = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
+    return v[:, :, y : y + c, x : x + c]
+
+
 def seed_torchvision(frames: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
     """VideoClassification on the frames torchvision's clip sampler keeps (every step-th frame)."""
     step = frames.shape[1] // cfg.num_frames
@@ -132,7 +146,6 @@ def test_required_models_are_registered():
         ("slow_r50", (256, 341)),
         ("slow_r50", (360, 270)),  # portrait: crops move down the height
         ("slowfast_r50", (180, 320)),
-        ("i3d_r50_32x2", (240, 320)),
     ],
 )
 def test_pyslowfast_models_match_the_seed(name, hw):
@@ -186,6 +199,8 @@ def test_every_registered_model_single_view(name):
     out = transform_for(cfg, "1x1")(frames)
     if cfg.resize is not None:
         ref = [seed_torchvision(frames, cfg)]
+    elif cfg.clip_spacing == "video-nonlocal-net":
+        ref = [seed_i3d_caffe2(frames, cfg)]
     else:
         ref = seed_pytorchvideo(frames, cfg, None)
     assert_views_equal(out, ref, cfg.slow_alpha)
@@ -308,3 +323,13 @@ def test_normalize_and_channels():
     assert caffe2 == pytest.approx([(255 - 114.75) / 57.375] * 3, abs=1e-6)
     rgb = torch.tensor([1, 2, 3], dtype=torch.uint8).view(3, 1, 1, 1)
     assert ReverseChannels()(rgb).flatten().tolist() == [3, 2, 1]
+
+
+def test_i3d_32x2_clip_mode_matches_the_seed():
+    cfg = get_spec("i3d_r50_32x2").input
+    assert (cfg.value_scale, cfg.mean, cfg.std) == (255.0, (114.75,) * 3, (57.375,) * 3)
+    frames = random_frames(cfg.num_frames * cfg.sampling_rate, 240, 320)
+    out = transform_for("i3d_r50_32x2", "1x1")(frames)
+    assert out.shape == (1, 3, 32, 256, 256)
+    err = (out[0] - seed_i3d_caffe2(frames, cfg)).abs().max().item()
+    assert err <= TOL, f"max|diff| {err:.2e}"

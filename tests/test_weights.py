@@ -61,13 +61,13 @@ def test_strict_loading_lists_every_problem(tmp_path):
     state = videozoo.create_model(SMALL).state_dict()
     state.pop("layer1.0.conv1.0.weight")
     state["layer9.extra.weight"] = torch.zeros(3)
-    state["layer2.0.bn1.weight"] = torch.zeros(7)
+    state["layer2.0.conv1.1.weight"] = torch.zeros(7)
     path = tmp_path / "bad.pth"
     torch.save(state, path)
     with pytest.raises(CheckpointError) as e:
         videozoo.create_model(SMALL, weights=str(path))
     msg = str(e.value)
-    for key in ("layer1.0.conv1.0.weight", "layer9.extra.weight", "layer2.0.bn1.weight"):
+    for key in ("layer1.0.conv1.0.weight", "layer9.extra.weight", "layer2.0.conv1.1.weight"):
         assert key in msg
     assert "missing" in msg and "unexpected" in msg and "shape" in msg and str(path) in msg
 

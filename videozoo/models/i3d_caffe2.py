@@ -286,7 +286,7 @@ _SOURCE = (
     "accuracy: video-nonlocal-net README, Caffe2 fully-convolutional testing of 10 clips x 3 crops "
     "of 256 (pytorch-resnet3d README, its PyTorch port with global pooling, on the ~18.4k Kinetics "
     "validation videos still online: {video} with 10x3 views, {clip} with one centre clip and crop); "
-    "GFLOPs: not published, counted by videozoo.flops at 32x256x256"
+    "GFLOPs: not published"
 )
 
 register(
@@ -302,7 +302,7 @@ register(
         metrics=Metrics(
             top1=73.6,
             top5=90.8,
-            gflops=42.93,
+            gflops=None,
             params_m=28.04,
             views="10x3",
             source=_SOURCE.format(video="72.1/90.2", clip="64.7/85.3"),
@@ -325,7 +325,7 @@ register(
         metrics=Metrics(
             top1=74.9,
             top5=91.6,
-            gflops=54.74,
+            gflops=None,
             params_m=35.40,
             views="10x3",
             source=_SOURCE.format(video="73.7/91.2", clip="66.4/86.4"),

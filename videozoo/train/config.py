@@ -82,6 +82,7 @@ class TrainConfig:
     short_side: int | None = None  # eval short side; the training jitter scales with it
     train_jitter: list[int] | None = None  # [min, max] short side of the training scale jitter
     dropout: float | None = None
+    hflip: float = 0.5  # probability of a horizontal flip in training; 0 where left/right is the label
 
     # reporting
     val_every: int = 1
@@ -106,6 +107,8 @@ class TrainConfig:
             raise ValueError("num_workers must be >= 0")
         if self.warmup_epochs < 0 or not 0 < self.warmup_factor <= 1:
             raise ValueError("warmup_epochs must be >= 0 and warmup_factor in (0, 1]")
+        if not 0 <= self.hflip <= 1:
+            raise ValueError("hflip must be a probability in [0, 1]")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError("label_smoothing must be in [0, 1)")
         if self.train_jitter is not None and (len(self.train_jitter) != 2 or self.train_jitter[0] > self.train_jitter[1]):
@@ -247,6 +250,7 @@ _HELP = {
     "short_side": "eval short side; the training scale jitter scales with it",
     "train_jitter": "MIN MAX short side of the training scale jitter",
     "dropout": "dropout before the classifier",
+    "hflip": "probability of a horizontal flip of a training clip; 0 for classes that tell left from right",
     "progress": "auto (a bar on a terminal, log lines otherwise), bar, log or none",
 }
 

@@ -24,7 +24,7 @@ from videozoo.datasets import VideoList
 from videozoo.io import VideoDecodeError
 from videozoo.predictor import load_views
 from videozoo.registry import InputConfig
-from videozoo.transforms import transform_for
+from videozoo.transforms import RandomHorizontalFlip, transform_for
 
 Views = Tensor | list[Tensor]  # (C, T, H, W) or [slow, fast] for one sample; batched with a leading B
 
@@ -49,12 +49,24 @@ class Skipped:
 class ClipDataset(Dataset):
     """One clip per video of `videos`: random and augmented (`train=True`) or centred.
 
+    ``hflip`` is the probability of a horizontal flip (0.5 in the references; 0 turns it off for
+    labels that a mirror image changes, such as left/right or clockwise/anticlockwise).
+
     Items are ``(views, label, index)`` with views ``(C, T, crop, crop)`` float32 (or ``[slow,
     fast]``), or a :class:`Skipped` marker. Call :meth:`set_epoch` before each epoch's loader is
     iterated (workers get a copy of the dataset then).
     """
 
-    def __init__(self, videos: VideoList, input_config: InputConfig, *, train: bool, seed: int = 0, decode_threads: int = 1):
+    def __init__(
+        self,
+        videos: VideoList,
+        input_config: InputConfig,
+        *,
+        train: bool,
+        seed: int = 0,
+        hflip: float = 0.5,
+        decode_threads: int = 1,
+    ):
         unlabelled = [it.path for it in videos.items if it.label is None]
         if unlabelled:
             raise ValueError(f"{videos.source}: {len(unlabelled)} video(s) have no label, e.g. {unlabelled[0]}")
@@ -62,6 +74,7 @@ class ClipDataset(Dataset):
         self.input = input_config
         self.train = train
         self.seed = seed
+        self.hflip = hflip
         self.epoch = 0
         self.decode_threads = decode_threads
         self._eval_transform = None if train else transform_for(input_config, "1x1", train=False)
@@ -75,7 +88,11 @@ class ClipDataset(Dataset):
     def transform(self, index: int):
         if not self.train:
             return self._eval_transform
-        return transform_for(self.input, train=True, generator=sample_generator(self.seed, self.epoch, index))
+        generator = sample_generator(self.seed, self.epoch, index)
+        transform = transform_for(self.input, train=True, generator=generator)
+        if self.hflip != 0.5:
+            transform.flip = RandomHorizontalFlip(self.hflip, generator=generator) if self.hflip > 0 else None
+        return transform
 
     def __getitem__(self, index: int):
         item = self.videos.items[index]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import inspect
 import math
 import os
@@ -63,6 +64,24 @@ class TrainResult:
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
+
+    def summary(self) -> str:
+        """A few lines for the command line: where things are and how the last epoch went."""
+        if self.interrupted:
+            head = f"stopped after {self.epochs_completed} epoch(s); continue with --resume ({self.checkpoint_path})"
+        else:
+            head = f"trained {self.epochs_completed} epoch(s) in {self.seconds:.0f} s; model: {self.model_path}"
+        last = self.final
+        parts = [head]
+        if last:
+            line = f"epoch {last['epoch']}: train loss {last['train_loss']:.4f}, train acc {last['train_acc']:.1f}%"
+            if last.get("val_acc") is not None and not math.isnan(last["val_acc"]):
+                line += f", val loss {last['val_loss']:.4f}, val acc {last['val_acc']:.1f}%"
+            parts.append(line)
+        if self.skipped_videos:
+            parts.append(f"{self.skipped_videos} undecodable video(s) skipped (see the warnings)")
+        parts.append(f"metrics: {self.out_dir / 'metrics.csv'}")
+        return "\n".join(parts)
 
 
 # --- processes ------------------------------------------------------------------------------------
@@ -266,6 +285,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -315,6 +341,7 @@ class _Trainer:
         self.ckpt_path = self.out / CHECKPOINT
         self.warned: set[str] = set()
         self.skipped_total = 0
+        self.ddp = None
 
     # -- set-up -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -404,7 +431,7 @@ class _Trainer:
 
     def _make_loaders(self, train_list: VideoList, val_list: VideoList | None) -> None:
         cfg, procs = self.cfg, self.procs
-        self.train_set = ClipDataset(train_list, self.input, train=True, seed=cfg.seed)
+        self.train_set = ClipDataset(train_list, self.input, train=True, seed=cfg.seed, hflip=cfg.hflip)
         inner = DistributedSampler(self.train_set, num_replicas=procs.world_size, rank=procs.rank, shuffle=True, seed=cfg.seed)
         self.train_sampler = ResumableSampler(inner)
         self.val_set = None
@@ -414,7 +441,8 @@ class _Trainer:
             self.val_set = Subset(full, list(range(procs.rank, len(full), procs.world_size)))
 
     def _loader(self, dataset, sampler=None) -> DataLoader:
-        workers = self.cfg.num_workers
+        # More loader processes than cores only adds contention (results do not depend on it).
+        workers = min(self.cfg.num_workers, _cpu_count())
         return DataLoader(
             dataset,
             batch_size=self.cfg.batch_size,
@@ -687,10 +715,15 @@ def train(config: TrainConfig, *, on_step: Callable[[int, int], None] | None = N
     """
     config.validate()
     procs = _setup_processes(config.device)
+    trainer = _Trainer(config, procs, on_step)
     try:
-        trainer = _Trainer(config, procs, on_step)
         trainer.setup()
         return trainer.run()
     finally:
+        # DistributedDataParallel holds the process group: release it first, or gloo's threads may
+        # be torn down in the wrong order at exit.
+        trainer.ddp = None
+        del trainer
+        gc.collect()
         if procs.owns_group and dist.is_initialized():
             dist.destroy_process_group()

@@ -1,0 +1,46 @@
+"""Regenerates the model tables of README.md and docs/models.md from the registry.
+
+    python scripts/update_docs.py          # rewrite the tables
+    python scripts/update_docs.py --check  # exit 1 if a table is out of date
+"""
+import sys
+from pathlib import Path
+
+from videozoo.zoo_table import flops_notes, format_table, model_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- models:begin -->", "<!-- models:end -->"
+
+
+def table() -> str:
+    notes = "\n".join(f"- {n}" for n in flops_notes())
+    return (
+        format_table(model_rows(), markdown=True)
+        + "\n\nGFLOPs: multiply-adds (one multiply-add = one FLOP, the published tables' convention) of the "
+        "convolutions and matrix products of one view at the eval crop, computed from the built model; "
+        "`pub. GFLOPs`, top-1 and top-5 (Kinetics-400, with the listed test views) as published with the weights. "
+        "Where the computed and published GFLOPs differ:\n\n" + notes
+    )
+
+
+def main() -> int:
+    check = "--check" in sys.argv
+    fresh = table()
+    stale = []
+    for path in (ROOT / "README.md", ROOT / "docs" / "models.md"):
+        text = path.read_text()
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        new = f"{head}{BEGIN}\n{fresh}\n{END}{tail}"
+        if new != text:
+            stale.append(path)
+            if not check:
+                path.write_text(new)
+    if check and stale:
+        print("out of date: " + ", ".join(map(str, stale)) + " (run python scripts/update_docs.py)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
