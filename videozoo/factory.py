@@ -11,7 +11,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from videozoo.models.base import VideoClassifier
-from videozoo.registry import ModelSpec, get_spec
+from videozoo.registry import InputConfig, ModelSpec, get_spec
 from videozoo.weights import hub
 from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 
@@ -43,6 +43,7 @@ def create_model(
     if weights is None:
         model = spec.build(num_classes=num_classes)
         model.model_name = spec.name
+        model.input_config = spec.input
         model.class_names = None
         if (num_classes or spec.num_classes) == 400:
             model.class_names = list(kinetics400_classes())
@@ -72,7 +73,9 @@ def model_from_checkpoint(spec: ModelSpec, ckpt: Checkpoint, *, num_classes: int
             f"{ckpt.source}: no classifier weight {head_key!r}; is this a checkpoint of {spec.name}?"
         )
     ckpt_classes = state[head_key].shape[0]
-    model = spec.build(num_classes=ckpt_classes)
+    # A checkpoint of a run with a resized architecture or clip carries both.
+    arch = {k: _tuples(v) for k, v in (ckpt.extra.get("arch") or {}).items()}
+    model = spec.build(num_classes=ckpt_classes, **arch)
     load_state_strict(model, state, ckpt.source)
     class_names = ckpt.class_names
     if class_names is None and ckpt_classes == 400:
@@ -84,7 +87,14 @@ def model_from_checkpoint(spec: ModelSpec, ckpt: Checkpoint, *, num_classes: int
         class_names = None
     model.class_names = class_names
     model.model_name = spec.name
+    saved_input = ckpt.extra.get("input")
+    model.input_config = InputConfig(**{k: _tuples(v) for k, v in saved_input.items()}) if saved_input else spec.input
     return model.eval()
+
+
+def _tuples(value):
+    """Lists (as YAML and weights-only files store them) back to the tuples the builders take."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def load_state_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:

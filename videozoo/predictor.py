@@ -117,7 +117,10 @@ class Predictor:
         name = getattr(model, "model_name", None)
         if name is None:
             raise ValueError("the model carries no registry name; create it with videozoo.create_model")
+        # A fine-tuned checkpoint may carry its own clip configuration.
         self.spec: ModelSpec = get_spec(name)
+        if getattr(model, "input_config", None) is not None:
+            self.spec = self.spec.replace(input=model.input_config)
         self.device = torch.device(device)
         self.precision = precision
         self.views = views

@@ -409,7 +409,10 @@ class _Trainer:
         history: list[dict] = []
         if resume_state is not None:
             history = self._restore(resume_state)
-        self.report = RunReport(self.out, enabled=self.procs.main, tensorboard=cfg.tensorboard, plot=cfg.plot, history=history)
+        self.report = RunReport(
+            self.out, enabled=self.procs.main, tensorboard=cfg.tensorboard, plot=cfg.plot,
+            history=history, resume_step=self.schedule.step,
+        )
         if self.procs.main:
             cfg.save(self.out / CONFIG_FILE)
 
@@ -666,7 +669,7 @@ class _Trainer:
                     "samples_per_s": samples / max(sums.seconds, 1e-9),
                     "skipped_videos": int(skipped),
                 }
-                self.report.add_epoch(row)
+                self.report.add_epoch(row, self.schedule.step)
                 val_text = f", val loss {val_loss:.4f} acc {val_acc:.1f}%" if not math.isnan(val_acc) else ""
                 log(
                     f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.1f}%"

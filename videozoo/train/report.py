@@ -34,7 +34,16 @@ class RunReport:
     them so it never holds rows of steps that were trained again after the interruption.
     """
 
-    def __init__(self, out_dir: str | Path, *, enabled: bool, tensorboard: bool = True, plot: bool = True, history: list[dict] | None = None):
+    def __init__(
+        self,
+        out_dir: str | Path,
+        *,
+        enabled: bool,
+        tensorboard: bool = True,
+        plot: bool = True,
+        history: list[dict] | None = None,
+        resume_step: int = 0,
+    ):
         self.out_dir = Path(out_dir)
         self.enabled = enabled
         self.rows: list[dict] = [dict(r) for r in (history or [])]
@@ -56,21 +65,22 @@ class RunReport:
             except ImportError:
                 log("tensorboard is not installed; no TensorBoard logs")
             else:
-                # purge_step drops events of steps after the resumed epoch left by an interrupted run.
-                self._tb = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"), purge_step=len(self.rows) or None)
+                # Scalars are logged against the optimizer step; purge_step drops the events an
+                # interrupted run wrote after the step it is resumed from.
+                self._tb = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"), purge_step=resume_step or None)
 
-    def add_epoch(self, row: dict) -> None:
+    def add_epoch(self, row: dict, step: int) -> None:
+        """Record one epoch's row; `step` is the optimizer step count at its end."""
         self.rows.append(dict(row))
         if not self.enabled:
             return
         with open(self.csv_path, "a", newline="") as f:
             csv.writer(f).writerow([_cell(row.get(c)) for c in COLUMNS])
         if self._tb is not None:
-            epoch = int(row["epoch"])
-            for key in COLUMNS[1:]:
+            for key in COLUMNS:
                 value = row.get(key)
                 if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                    self._tb.add_scalar(f"epoch/{key}", value, epoch)
+                    self._tb.add_scalar(f"epoch/{key}", value, step)
             self._tb.flush()
         if self.plot_enabled:
             write_plot(self.rows, self.plot_path)
