@@ -99,7 +99,10 @@ def test_single_frames_carry_no_class_information():
     # Pose of the object in every frame of 300 small videos per class.
     poses = {}
     for name in synth.DEFAULT_CLASSES:
-        videos = [synth.render_video(name, synth.video_rng(0, name, i), size=(16, 16), num_frames=8) for i in range(300)]
+        videos = [
+            synth.render_video(name, synth.video_rng(0, name, i), size=(16, 16), num_frames=8)
+            for i in range(300)
+        ]
         poses[name] = {
             "x": np.concatenate([v.center[:, 0] for v in videos]),
             "y": np.concatenate([v.center[:, 1] for v in videos]),
@@ -166,7 +169,9 @@ def test_decoded_object_moves_as_its_class_says(dataset):
             for t in range(FRAMES - k):
                 inside = truth.alpha[t] > 0.99
                 cx, cy = truth.center[t]
-                d = np.stack([(xs - cx + width / 2) % width - width / 2, (ys - cy + height / 2) % height - height / 2])
+                # Offsets from the centre, the shortest way round the torus.
+                d = np.stack([(xs - cx + width / 2) % width, (ys - cy + height / 2) % height])
+                d -= np.array([width / 2, height / 2])[:, None, None]
                 moved = d + motion[:, None, None] if how == "shift" else motion(d)
                 predicted = _sample(frames[t + k], moved[0] + cx, moved[1] + cy)
                 total += np.mean((predicted - frames[t])[inside] ** 2)
@@ -178,11 +183,21 @@ def test_decoded_object_moves_as_its_class_says(dataset):
             assert min(errors, key=errors.get) == name, (name, errors)
 
 
+def test_clutter_changes_only_the_background():
+    clean = synth.render_video("rotate_cw", 5, size=SIZE, num_frames=FRAMES, clutter=0.0)
+    busy = synth.render_video("rotate_cw", 5, size=SIZE, num_frames=FRAMES)
+    for key in ("alpha", "center", "radius", "angle"):
+        np.testing.assert_array_equal(getattr(clean, key), getattr(busy, key))
+    outside = clean.alpha == 0
+    assert np.ptp(clean.frames[outside], axis=0).max() == 0
+    assert np.ptp(busy.frames[outside], axis=0).max() > 20
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         synth.make_dataset(tmp_path, classes=("jump",), videos_per_class=2)
     with pytest.raises(ValueError):
         synth.make_dataset(tmp_path, size=(47, 64), videos_per_class=2)
     with pytest.raises(ValueError):
-        synth.make_dataset(tmp_path, videos_per_class=1, val_fraction=0.5)
+        synth.make_dataset(tmp_path, videos_per_class=2, val_fraction=1.0)
     assert set(synth.OPPOSITE) == set(synth.DEFAULT_CLASSES)

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +27,16 @@ from videozoo.weights.checkpoint import read_checkpoint, save_checkpoint
 
 TINY_ARCH = {"width_factor": 0.5, "depth_factor": 0.5, "head_width": 32}
 CLASSES = ("move_left", "move_right", "zoom_in")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # The models here are tiny: a second OpenMP thread gains little, and on a busy machine
+    # spinning threads can slow every step tenfold (see docs/training.md, CPU threads).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +148,10 @@ def test_training_samples_are_a_function_of_seed_epoch_and_index(synth):
     assert not torch.equal(a, ds[2][0])
     g1, g2 = sample_generator(5, 1, 2), sample_generator(5, 1, 2)
     assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))
+    # hflip 1 mirrors every clip that hflip 0 leaves alone, with the same crop and start.
+    never = ClipDataset(videos, inp, train=True, seed=5, hflip=0.0)
+    always = ClipDataset(videos, inp, train=True, seed=5, hflip=1.0)
+    assert torch.equal(never[2][0].flip(-1), always[2][0])
 
 
 def test_collate_two_pathways_and_skipped():

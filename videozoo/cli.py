@@ -106,8 +106,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from videozoo.train import train
     from videozoo.train.config import config_from_args
 
+    import os
+
     result = train(config_from_args(args))
-    print(result.summary() if hasattr(result, "summary") else result)
+    # Under torchrun every process returns; the first one speaks for the run.
+    if os.environ.get("RANK", "0") == "0":
+        print(result.summary())
     return 0
 
 

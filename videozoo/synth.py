@@ -70,12 +70,12 @@ _ENCODERS = {"h264": "libx264", "x264": "libx264", "libx264": "libx264"}
 # Ranges of the random scene parameters. Lengths are fractions of the short side, per frame where
 # they are speeds; angles in degrees.
 SLIDE_SPEED = (0.015, 0.03)
-SPIN_SPEED = (4.0, 8.0)
-ZOOM_RATE = (0.03, 0.045)  # change of log(radius) per frame
-RADIUS = (0.1, 0.4)  # object's semi-major axis over the whole scale range
+SPIN_SPEED = (6.0, 10.0)
+ZOOM_RATE = (0.045, 0.065)  # change of log(radius) per frame, capped so a video stays in RADIUS
+RADIUS = (0.08, 0.45)  # object's semi-major axis over the whole scale range
 WANDER_SPEED = 0.002  # slow extra object drift in a random direction, every class
 DRIFT_SPEED = 0.005  # background drift, always slower than any slide
-BACKGROUND_CONTRAST = (6.0, 20.0)  # std of each background noise field's colour, 0-255 units
+BACKGROUND_CONTRAST = (4.0, 14.0)  # std of each background noise field's colour, 0-255 units
 OBJECT_CONTRAST = 80.0  # least distance between the object's mean colour and the background's
 NOISE_STD = (1.0, 4.0)  # in 0-255 units
 
@@ -123,8 +123,13 @@ def render_video(
     *,
     size: tuple[int, int] = (112, 112),
     num_frames: int = 32,
+    clutter: float = 1.0,
 ) -> SynthVideo:
-    """Render one video of ``class_name`` (see :data:`MOTIONS`) from ``rng`` (or a seed)."""
+    """Render one video of ``class_name`` (see :data:`MOTIONS`) from ``rng`` (or a seed).
+
+    ``clutter`` scales the background's contrast, its drift and the sensor noise: 0 gives a flat
+    background and clean frames, with the same object and motion as any other value.
+    """
     if class_name not in MOTIONS:
         raise ValueError(f"unknown motion class {class_name!r}; known: {sorted(MOTIONS)}")
     if num_frames < 2:
@@ -167,13 +172,14 @@ def render_video(
     center %= (width, height)
     radius = np.exp(log_radius) * short
 
-    bg = _render_background(background, drift * t[:, None], height, width)  # (T, H, W, 3)
+    background = background._replace(mix=background.mix * np.float32(clutter))
+    bg = _render_background(background, clutter * drift * t[:, None], height, width)  # (T, H, W, 3)
     alpha, colour = _render_object(obj, center, radius, angle, height, width)
     frames = colour
     frames -= bg
     frames *= alpha[..., None]
     frames += bg
-    frames += _sensor_noise(rng, frames.shape, noise_std)
+    frames += _sensor_noise(rng, frames.shape, clutter * noise_std)
     frames = np.clip(np.rint(frames, out=frames), 0, 255, out=frames).astype(np.uint8)
 
     video = SynthVideo(frames, alpha, center, radius, angle % (2 * math.pi))
@@ -254,7 +260,7 @@ class _Object(NamedTuple):
 def _draw_object(rng: np.random.Generator, background: np.ndarray) -> _Object:
     sides = int(rng.choice([0, 0, 3, 4, 5, 6]))
     exponent = rng.uniform(2.0, 5.0)
-    aspect = rng.uniform(0.55, 0.9)
+    aspect = rng.uniform(0.45, 0.8)
     count = 3
     freq = rng.uniform(0.6, 2.0, size=count)
     direction = rng.uniform(0.0, 2 * math.pi, size=count)
@@ -354,6 +360,7 @@ def make_dataset(
     fps: float = 15,
     codec: str = "h264",
     crf: int = 18,
+    clutter: float = 1.0,
     workers: int = 1,
 ) -> DatasetInfo:
     """Render and encode a labelled dataset into ``out_dir``.
@@ -363,7 +370,7 @@ def make_dataset(
     ``out_dir``), ``classes.txt`` (one name per line, label index = line number) and ``synth.json``
     (the arguments). In each class the last ``round(videos_per_class * val_fraction)`` videos are
     held out for validation. The same arguments give the same files, whatever ``workers`` (the
-    number of processes rendering in parallel).
+    number of processes rendering in parallel). ``clutter`` is passed to :func:`render_video`.
     """
     classes = tuple(classes)
     unknown = [c for c in classes if c not in MOTIONS]
@@ -392,7 +399,8 @@ def make_dataset(
             (val_lines if held_out else train_lines).append(f"{relative} {name}")
     # Each video depends only on (seed, class, index), so the files do not depend on `workers`.
     render = partial(
-        _render_and_write, seed=seed, size=size, num_frames=num_frames, fps=fps, codec=codec, crf=crf
+        _render_and_write,
+        seed=seed, size=size, num_frames=num_frames, clutter=clutter, fps=fps, codec=codec, crf=crf,
     )
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -415,6 +423,7 @@ def make_dataset(
         "fps": float(fps),
         "codec": codec,
         "crf": crf,
+        "clutter": clutter,
         "num_train": len(train_lines),
         "num_val": len(val_lines),
     }
@@ -434,9 +443,12 @@ def make_dataset(
     )
 
 
-def _render_and_write(job: tuple[str, int, Path], *, seed: int, size, num_frames, fps, codec, crf) -> None:
+def _render_and_write(
+    job: tuple[str, int, Path], *, seed, size, num_frames, clutter, fps, codec, crf
+) -> None:
     name, index, path = job
-    video = render_video(name, video_rng(seed, name, index), size=size, num_frames=num_frames)
+    rng = video_rng(seed, name, index)
+    video = render_video(name, rng, size=size, num_frames=num_frames, clutter=clutter)
     write_video(path, video.frames, fps=fps, codec=codec, crf=crf)
 
 

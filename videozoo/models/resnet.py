@@ -304,6 +304,7 @@ class ResNet3d(VideoClassifier):
         num_frames: int,
         crop_size: int = 224,
         depth: int = 50,
+        width: int = 64,
         stem_temporal_kernel: int = 1,
         stem_pool: bool = True,
         temporal_kernels: tuple[tuple[int, ...], ...] = ((1,), (1,), (3,), (3,)),
@@ -318,7 +319,6 @@ class ResNet3d(VideoClassifier):
             raise ValueError(f"depth must be one of {sorted(STAGE_DEPTHS)}, not {depth}")
         if (2 if stem_pool else 1) * 2 ** sum(s == 2 for s in spatial_strides) != SPATIAL_REDUCTION // 2:
             raise ValueError("the stem pool and the stage strides must reduce the side 32 times")
-        width = 64
         blocks: list[nn.Module] = [ResNetStem(3, width, temporal_kernel=stem_temporal_kernel, pool=stem_pool)]
         in_channels = width
         frames = num_frames

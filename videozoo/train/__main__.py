@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from videozoo.train.config import add_cli_arguments, config_from_args
@@ -26,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"videozoo train: error: {msg}", file=sys.stderr)
         return 2
-    if result.interrupted:
-        return 0
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(result.summary())
+    # A run stopped by SIGTERM has saved its checkpoint and exits cleanly too.
     return 0
 
 

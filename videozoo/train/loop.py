@@ -22,7 +22,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -358,6 +358,11 @@ class _Trainer:
 
         self.input = resolve_input(self.spec.input, cfg)
         self.overrides = arch_overrides(self.spec, cfg, self.input)
+        if self.procs.active and cfg.weights in self.spec.weights:
+            # One download, by rank 0; the others then read it from the cache.
+            if self.procs.main:
+                hub.fetch(self.spec.weights[cfg.weights])
+            self.procs.barrier()
         model, origin = build_model(self.spec, cfg, self.overrides, self.class_names)
         log(f"{cfg.model}: {origin}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", enabled=self.procs.main)
         model.class_names = list(self.class_names)
