@@ -9,6 +9,7 @@ whole. A file found in the cache (downloaded earlier or placed by hand) is verif
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import urllib.error
@@ -82,8 +83,6 @@ def fetch(source: WeightSource, *, progress: bool | None = None, offline: bool |
     try:
         download(source.url, dest, source=source, progress=progress)
     except (urllib.error.URLError, OSError, TimeoutError) as e:
-        if isinstance(e, IntegrityError):
-            raise
         reason = getattr(e, "reason", None) or e
         raise WeightsUnavailableError(_unavailable_message(source, dest, f"download failed: {reason}")) from e
     _stamp(dest).write_text(_stamp_text(dest))
@@ -119,7 +118,15 @@ def download(
             total = int(total) if total is not None else (source.size if source else None)
             bar = _progress_bar(total, dest.name) if progress else None
             received = 0
-            while block := resp.read(1 << 20):
+            while True:
+                try:
+                    block = resp.read(1 << 20)
+                except http.client.IncompleteRead as e:
+                    raise IntegrityError(
+                        f"{url}: connection closed after {received + len(e.partial)} of {total} bytes (truncated download)"
+                    ) from e
+                if not block:
+                    break
                 out.write(block)
                 received += len(block)
                 if bar is not None:
