@@ -83,6 +83,7 @@ class TrainConfig:
     train_jitter: list[int] | None = None  # [min, max] short side of the training scale jitter
     dropout: float | None = None
     hflip: float = 0.5  # probability of a horizontal flip in training; 0 where left/right is the label
+    cache_videos: bool = False  # decode every video once and keep its frames in memory (small datasets)
 
     # reporting
     val_every: int = 1

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from videozoo.datasets import VideoList
-from videozoo.io import VideoDecodeError
+from videozoo.io import Clip, VideoDecodeError, open_video
 from videozoo.predictor import load_views
 from videozoo.registry import InputConfig
 from videozoo.transforms import RandomHorizontalFlip, transform_for
@@ -66,6 +66,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         hflip: float = 0.5,
         decode_threads: int = 1,
+        cache: bool = False,
     ):
         unlabelled = [it.path for it in videos.items if it.label is None]
         if unlabelled:
@@ -78,6 +79,31 @@ class ClipDataset(Dataset):
         self.epoch = 0
         self.decode_threads = decode_threads
         self._eval_transform = None if train else transform_for(input_config, "1x1", train=False)
+        # path -> (duration, fps, whole decoded Clip) or the reason it failed. Filled once, before
+        # loader workers start, so they share it (fork) instead of decoding each epoch again.
+        self._cache: dict[str, tuple] | None = self._decode_all() if cache else None
+
+    def _decode_all(self) -> dict[str, tuple]:
+        cache: dict[str, tuple] = {}
+        for item in self.videos.items:
+            try:
+                with open_video(item.path, threads=self.decode_threads, fps=self.input.fps) as video:
+                    cache[item.path] = (video.duration, video.fps, video.decode_all())
+            except (VideoDecodeError, OSError) as e:
+                cache[item.path] = (getattr(e, "reason", None) or str(e),)
+        return cache
+
+    def _cached_views(self, path: str, transform):
+        entry = self._cache[path]
+        if len(entry) == 1:
+            raise VideoDecodeError(path, entry[0])
+        duration, fps, whole = entry
+        (window,) = transform.windows(duration, video_fps=fps)
+        keep = (whole.pts_sec >= window.start_sec) & (whole.pts_sec < window.end_sec)
+        if not keep.any():  # a window past the last frame's timestamp: its nearest frame
+            keep = whole.pts_sec == whole.pts_sec[(whole.pts_sec - window.start_sec).abs().argmin()]
+        clip = Clip(whole.frames[:, keep], whole.pts_sec[keep], window.start_sec, window.end_sec)
+        return transform(clip, video_fps=fps)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -97,10 +123,13 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int):
         item = self.videos.items[index]
         try:
-            loaded = load_views(item.path, self.transform(index), threads=self.decode_threads, frame_fps=self.input.fps)
+            if self._cache is not None:
+                views = self._cached_views(item.path, self.transform(index))
+            else:
+                views = load_views(item.path, self.transform(index), threads=self.decode_threads, frame_fps=self.input.fps).views
         except (VideoDecodeError, OSError) as e:
             return Skipped(index, item.path, getattr(e, "reason", None) or str(e))
-        views = loaded.views  # (1, C, T, crop, crop) or [slow, fast] of that layout
+        # (1, C, T, crop, crop) or [slow, fast] of that layout
         views = [v[0] for v in views] if isinstance(views, list) else views[0]
         return views, item.label, index
 

@@ -439,12 +439,14 @@ class _Trainer:
 
     def _make_loaders(self, train_list: VideoList, val_list: VideoList | None) -> None:
         cfg, procs = self.cfg, self.procs
-        self.train_set = ClipDataset(train_list, self.input, train=True, seed=cfg.seed, hflip=cfg.hflip)
+        self.train_set = ClipDataset(
+            train_list, self.input, train=True, seed=cfg.seed, hflip=cfg.hflip, cache=cfg.cache_videos
+        )
         inner = DistributedSampler(self.train_set, num_replicas=procs.world_size, rank=procs.rank, shuffle=True, seed=cfg.seed)
         self.train_sampler = ResumableSampler(inner)
         self.val_set = None
         if val_list is not None:
-            full = ClipDataset(val_list, self.input, train=False)
+            full = ClipDataset(val_list, self.input, train=False, cache=cfg.cache_videos)
             # Each process scores its own share, without the padding a DistributedSampler adds.
             self.val_set = Subset(full, list(range(procs.rank, len(full), procs.world_size)))
 
