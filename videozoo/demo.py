@@ -47,6 +47,26 @@ class DemoRecipe:
 QUICK = DemoRecipe(videos_per_class=16, epochs=2)
 
 
+def synthesise(recipe: DemoRecipe, out: Path, *, seed: int = 0):
+    return make_dataset(
+        out, classes=recipe.classes, videos_per_class=recipe.videos_per_class, val_fraction=recipe.val_fraction,
+        size=(recipe.size, recipe.size), num_frames=recipe.frames, fps=recipe.fps, seed=seed, workers=2,
+    )
+
+
+def train_config(recipe: DemoRecipe, data, out: Path, *, model: str | None = None) -> TrainConfig:
+    """The demo's training run (also used to compare a 3D model with a 2D one on the same clips)."""
+    return TrainConfig(
+        model=model or recipe.model, data=str(data.train_list), val_data=str(data.val_list), out=str(out),
+        epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, warmup_epochs=1.0, schedule="cosine",
+        num_frames=recipe.num_frames, sampling_rate=recipe.sampling_rate, fps=recipe.fps,
+        crop_size=recipe.crop_size, short_side=recipe.short_side, arch={"width": recipe.width}, dropout=0.0,
+        # A mirror image turns move_left into move_right: no flips.
+        hflip=0.0, cache_videos=True, num_workers=0, progress="log", tensorboard=False,
+        classes=str(data.classes_file),
+    ).validate()
+
+
 def run_demo(out: str | Path = "demo-output", *, quick: bool = False, recipe: DemoRecipe | None = None) -> int:
     recipe = recipe or (QUICK if quick else DemoRecipe())
     out = Path(out)
@@ -59,23 +79,11 @@ def run_demo(out: str | Path = "demo-output", *, quick: bool = False, recipe: De
         print(f"demo: {name} done in {timings[name]:.1f} s", flush=True)
 
     t = time.perf_counter()
-    data = make_dataset(
-        out / "data", classes=recipe.classes, videos_per_class=recipe.videos_per_class,
-        val_fraction=recipe.val_fraction, size=(recipe.size, recipe.size), num_frames=recipe.frames,
-        fps=recipe.fps, seed=0, workers=2,
-    )
+    data = synthesise(recipe, out / "data")
     step("synthesise", t)
 
     t = time.perf_counter()
-    cfg = TrainConfig(
-        model=recipe.model, data=str(data.train_list), val_data=str(data.val_list), out=str(out / "train"),
-        epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, warmup_epochs=1.0, schedule="cosine",
-        num_frames=recipe.num_frames, sampling_rate=recipe.sampling_rate, fps=recipe.fps,
-        crop_size=recipe.crop_size, short_side=recipe.short_side, arch={"width": recipe.width}, dropout=0.0,
-        # A mirror image turns move_left into move_right: no flips.
-        hflip=0.0, cache_videos=True, num_workers=0, progress="log", tensorboard=False,
-        classes=str(data.classes_file),
-    ).validate()
+    cfg = train_config(recipe, data, out / "train")
     result = train(cfg)
     step("train", t)
 
