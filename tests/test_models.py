@@ -109,3 +109,13 @@ def test_hubconf_loads_like_the_seed_cards():
     repo = Path(__file__).resolve().parents[1]
     model = torch.hub.load(str(repo), "slow_r50", source="local", pretrained=False)
     assert isinstance(model, videozoo.models.VideoClassifier) and model.num_classes == 400
+
+
+def test_docs_tables_are_generated_from_the_registry():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "scripts" / "update_docs.py"), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -11,7 +11,7 @@ from videozoo.demo import DemoRecipe, synthesise, train_config
 from videozoo.evaluate import EvalConfig, evaluate, read_records
 from videozoo.train import train
 
-RECIPE = dataclasses.replace(DemoRecipe(), val_fraction=0.1)
+RECIPE = DemoRecipe()
 OPPOSITE = {0: 1, 1: 0, 2: 3, 3: 2}  # move_left <-> move_right, move_up <-> move_down
 
 
@@ -22,7 +22,7 @@ def data(tmp_path_factory):
 
 
 def _confusion(model: str, data, out) -> np.ndarray:
-    cfg = dataclasses.replace(train_config(RECIPE, data, out / "train", model=model), val_data=None, progress="none", plot=False)
+    cfg = dataclasses.replace(train_config(RECIPE, data, out / "train", model=model), progress="none", plot=False)
     result = train(cfg)
     evaluate(EvalConfig(model=model, data=str(data.val_list), out=str(out / "eval"), weights=str(result.model_path),
                         views="1x1", workers=0))
