@@ -34,7 +34,7 @@ class DemoRecipe:
     size: int = 64
     frames: int = 16
     fps: float = 15
-    epochs: int = 16
+    epochs: int = 24
     batch_size: int = 16
     # AdamW: from scratch on this task SGD's sudden take-off came at a different epoch (or not at
     # all) from run to run; AdamW learned in every run tried.
