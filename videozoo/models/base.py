@@ -94,6 +94,22 @@ class VideoClassifier(nn.Module):
         setattr(parent, last, new)
 
 
+def init_fresh_weights(model: nn.Module) -> None:
+    """The references' initialisation of a fresh model: He-normal (fan-out) 3D convs with zero bias,
+    BatchNorm at identity, and a small-normal classifier with zero bias."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+
+
 def positions_from_map(fmap: Tensor, window: tuple[int, int, int] | None) -> Tensor:
     """Average-pool a (B, D, T, H, W) map with the training window, stride 1; return (B, P, D).
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from videozoo.models.base import VideoClassifier, positions_from_map
+from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
 from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
 
 # Bottleneck blocks per stage (res2..res5).
@@ -221,17 +221,7 @@ def init_resnet_weights(model: nn.Module) -> None:
     He-normal (fan-out) convs, BN at identity except the last BN of each bottleneck, which starts
     at zero so that every residual block starts as the identity, and a small-normal classifier.
     """
-    for m in model.modules():
-        if isinstance(m, nn.Conv3d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm3d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.01)
-            nn.init.zeros_(m.bias)
+    init_fresh_weights(model)
     for m in model.modules():
         if isinstance(m, Bottleneck):
             nn.init.zeros_(m.norm_c.weight)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from videozoo.models.base import VideoClassifier, positions_from_map
+from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
 from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -124,18 +124,7 @@ class VideoResNet(VideoClassifier):
         # The reference has no dropout before its classifier.
         self.head_dropout = nn.Dropout(dropout) if dropout > 0 else None
         self.fc = nn.Linear(cin, num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+        init_fresh_weights(self)  # torchvision's initialisation (its convs have no bias)
 
     def forward_positions(self, x: Tensor) -> Tensor:
         x = self.stem(x)  # (B, 64, T, H/2, W/2)

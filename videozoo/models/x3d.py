@@ -15,7 +15,7 @@ import math
 import torch.nn as nn
 from torch import Tensor
 
-from videozoo.models.base import VideoClassifier, positions_from_map
+from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
 from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
 
 # Stage layout before the depth and width multipliers are applied.
@@ -236,21 +236,7 @@ class X3D(VideoClassifier):
 
         side = math.ceil(crop_size / _SPATIAL_STRIDE)
         self.head_window = (num_frames, side, side)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # As pytorchvideo initialises a fresh model: He-normal (fan-out) convs, unit BN, small fc.
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+        init_fresh_weights(self)  # as pytorchvideo initialises a fresh X3D
 
     def forward_positions(self, x: Tensor) -> Tensor:
         *body, head = self.blocks
