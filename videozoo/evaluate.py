@@ -134,10 +134,6 @@ def read_records(path: Path) -> list[dict]:
     return records
 
 
-def _metrics(records: list[dict], num_classes: int) -> tuple[dict, np.ndarray | None]:
-    return summarize(records, num_classes)
-
-
 # -- the run -------------------------------------------------------------------------------------------
 
 
@@ -203,7 +199,7 @@ def evaluate(cfg: EvalConfig) -> dict | None:
     os.replace(tmp, final)
     for p in out.glob("predictions.rank*.jsonl"):
         p.unlink()
-    metrics, cm = _metrics(merged, len(classes))
+    metrics, cm = summarize(merged, len(classes))
     metrics.update({"model": cfg.model, "weights": cfg.weights, "views": cfg.views, "world_size": world})
     metrics["config"] = dataclasses.asdict(cfg)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
