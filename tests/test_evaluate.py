@@ -119,3 +119,26 @@ def test_predict_python_api_matches_unoptimised_model(weights, dataset):
     plain = Predictor(MODEL, weights=weights, views="10x3", optimize=False).predict_file(video)
     torch.testing.assert_close(fast.view_scores, plain.view_scores, rtol=1e-4, atol=1e-6)
     assert [p for _, p in top] == pytest.approx([r["probability"] for r in fast.top_k(5)], rel=1e-5)
+
+
+def test_bf16_scores_close_to_fp32(weights, dataset):
+    from videozoo.predictor import Predictor
+
+    video = str(dataset.parent / "v2.mp4")
+    fp32 = Predictor(MODEL, weights=weights, views="2x3").predict_file(video).view_scores
+    bf16 = Predictor(MODEL, weights=weights, views="2x3", precision="bf16").predict_file(video).view_scores
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    torch.testing.assert_close(bf16.sum(1), torch.ones(6), atol=1e-5, rtol=0)  # softmax taken in float32
+    assert (bf16 - fp32).abs().max() < 0.02 * fp32.max()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+def test_keep_freed_memory_switch():
+    code = "from videozoo.inference import keep_freed_memory as k; print(k())"
+    run = lambda env: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,  # noqa: E731
+                                     env={**os.environ, **env}, check=True).stdout.strip()
+    import platform
+
+    expected = "True" if platform.libc_ver()[0] == "glibc" else "False"
+    assert run({}) == expected
+    assert run({"VIDEOZOO_KEEP_FREED_MEMORY": "0"}) == "False"

@@ -206,8 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run models over many large batches.
+_HEAVY = {"predict", "evaluate", "features", "train", "demo"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in _HEAVY:
+        from videozoo.inference import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return int(args.func(args) or 0)
     except (RuntimeError, ValueError, KeyError, FileNotFoundError) as e:

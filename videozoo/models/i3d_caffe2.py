@@ -101,7 +101,9 @@ class Bottleneck3d(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.relu(self.bn3(self.conv3(out)) + shortcut)
+        out = self.bn3(self.conv3(out))
+        out += shortcut  # in place: no second block-sized tensor
+        out = self.relu(out)
         return out if self.nl is None else self.nl(out)
 
 

@@ -165,7 +165,10 @@ class ResBlock(nn.Module):
         shortcut = x
         if self.branch1_conv is not None:
             shortcut = self.branch1_norm(self.branch1_conv(x))
-        return self.activation(shortcut + self.branch2(x))
+        # In place: a fresh output the size of the block's would cost as much again as the addition.
+        out = self.branch2(x)
+        out += shortcut
+        return self.activation(out)
 
 
 class ResStage(nn.Module):

@@ -64,7 +64,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + shortcut)
+        out = self.conv2(self.conv1(x))
+        out += shortcut  # in place: no second block-sized tensor
+        return self.relu(out)
 
 
 def make_stem(kind: str) -> nn.Sequential:
