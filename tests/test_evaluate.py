@@ -99,7 +99,7 @@ def test_predict_cli_json_and_error_entry(weights, dataset, capsys):
 
     root = dataset.parent
     rc = main(["predict", str(root / "v0.mp4"), str(root / "broken.mp4"), str(root / "v1.mp4"),
-               "--model", MODEL, "--weights", weights, "--json", "--top-k", "3"])
+               "--model", MODEL, "--weights", weights, "--json", "--top-k", "3", "--batch-size", "1"])
     assert rc == 1
     entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [Path(e["video"]).name for e in entries] == ["v0.mp4", "broken.mp4", "v1.mp4"]

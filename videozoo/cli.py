@@ -36,7 +36,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     predictor = Predictor(
         args.model, weights=args.weights, views=args.views, device=args.device, precision=args.precision,
-        threads=args.threads,
+        threads=args.threads, batch_size=args.batch_size,
     )
     failed = 0
     for video in args.videos:
@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="decoder threads")
+    p.add_argument("--batch-size", type=int, default=None, help="views per forward pass (default: all)")
     p.add_argument("--json", action="store_true", help="one JSON object per video")
     p.set_defaults(func=_cmd_predict)
 
