@@ -44,7 +44,7 @@ def keep_freed_memory() -> bool:
 
     glibc serves blocks over 32 MiB with a fresh mmap and unmaps them on free; a clip batch's
     activations are that size, so every layer of every forward pass would start on pages the kernel
-    must fault in and zero (about a third of slow_r50's 10x3 time on a 2-core CPU). With mmap off and
+    must fault in and zero (a fifth to a third of slow_r50's 10x3 forward time on a 2-core CPU). With mmap off and
     trimming off, freed blocks are reused. The cost: the process keeps its peak memory until it ends,
     which suits the `videozoo` commands (they call this) and long inference services; call it yourself
     to get the same in a Python program. Returns False where it does not apply (not glibc, or

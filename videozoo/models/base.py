@@ -119,6 +119,6 @@ def positions_from_map(fmap: Tensor, window: tuple[int, int, int] | None) -> Ten
     if window is None:
         return fmap.mean(dim=(2, 3, 4)).unsqueeze(1)
     k = tuple(min(w, s) for w, s in zip(window, fmap.shape[2:]))
-    # CPU average pooling has no bf16/fp16 kernel for this layout; the map is small, so pool in float32.
+    # CPU average pooling has no bf16 kernel for channels-first maps; the map is small: pool in float32.
     pooled = torch.nn.functional.avg_pool3d(fmap.float(), kernel_size=k, stride=1).to(fmap.dtype)
     return pooled.flatten(2).transpose(1, 2)
