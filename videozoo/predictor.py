@@ -112,7 +112,8 @@ class Predictor:
         optimize: bool = True,
         threads: int | None = None,
     ):
-        if isinstance(model, str):
+        own_model = isinstance(model, str)  # built here, so it may be changed in place
+        if own_model:
             model = create_model(model, weights=weights)
         name = getattr(model, "model_name", None)
         if name is None:
@@ -133,7 +134,7 @@ class Predictor:
         model = model.eval().to(self.device)
         if optimize:
             example = self._example(model)
-            model = optimize_for_inference(model, example)
+            model = optimize_for_inference(model, example, inplace=own_model)
         self.model = model
 
     def _example(self, model: VideoClassifier) -> Views:
