@@ -12,8 +12,12 @@ from typing import Any, Callable, Mapping
 
 import torch.nn as nn
 
+# pytorchvideo's Kinetics normalisation (0-1 pixel scale).
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
+# torchvision's video models (R3D, MC3, R(2+1)D, S3D) were trained with these instead.
+TORCHVISION_KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+TORCHVISION_KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,15 @@ import torch.nn as nn
 from torch import Tensor
 
 from videozoo.models.base import VideoClassifier, positions_from_map
-from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
+from videozoo.registry import (
+    TORCHVISION_KINETICS_MEAN,
+    TORCHVISION_KINETICS_STD,
+    InputConfig,
+    Metrics,
+    ModelSpec,
+    WeightSource,
+    register,
+)
 
 # The reference's batch-norm settings (those of the TensorFlow original).
 BN_EPS = 1e-3
@@ -136,8 +144,8 @@ register(
             short_side=256,
             crop_size=224,
             train_crop_size=224,
-            mean=(0.43216, 0.394666, 0.37645),
-            std=(0.22803, 0.22145, 0.216989),
+            mean=TORCHVISION_KINETICS_MEAN,
+            std=TORCHVISION_KINETICS_STD,
             resize=(256, 256),
             test_clips=1,
             test_crops=1,

@@ -19,7 +19,15 @@ import torch.nn as nn
 from torch import Tensor
 
 from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
-from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
+from videozoo.registry import (
+    TORCHVISION_KINETICS_MEAN,
+    TORCHVISION_KINETICS_STD,
+    InputConfig,
+    Metrics,
+    ModelSpec,
+    WeightSource,
+    register,
+)
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BLOCKS_PER_DEPTH = {18: (2, 2, 2, 2)}
@@ -148,8 +156,8 @@ _TORCHVISION_112 = InputConfig(
     short_side=128,
     crop_size=112,
     train_crop_size=112,
-    mean=(0.43216, 0.394666, 0.37645),
-    std=(0.22803, 0.22145, 0.216989),
+    mean=TORCHVISION_KINETICS_MEAN,
+    std=TORCHVISION_KINETICS_STD,
     resize=(128, 171),
     test_clips=5,
     test_crops=1,
