@@ -19,6 +19,7 @@ import pytest
 
 from videozoo.demo import DemoRecipe, synthesise, train_config
 from videozoo.evaluate import EvalConfig, evaluate, read_records
+from videozoo.metrics import confusion_matrix
 from videozoo.train import train
 
 RECIPE = dataclasses.replace(
@@ -44,9 +45,9 @@ def confusions(data, tmp_path_factory):
         result = train(cfg)
         evaluate(EvalConfig(model=model, data=str(data.val_list), out=str(run / "eval"),
                             weights=str(result.model_path), views="1x1", workers=0))
-        cm = np.zeros((len(RECIPE.classes),) * 2, dtype=int)
-        for r in read_records(run / "eval" / "predictions.jsonl"):
-            cm[r["label"], r["pred"]] += 1
+        records = read_records(run / "eval" / "predictions.jsonl")
+        cm = confusion_matrix(np.array([r["pred"] for r in records]), np.array([r["label"] for r in records]),
+                              len(RECIPE.classes))
         assert cm.sum() == data.num_val
         out[model] = cm
     return out
