@@ -137,7 +137,9 @@ class X3DBlock(nn.Module):
             shortcut = self.branch1_conv(x)
         if self.branch1_norm is not None:
             shortcut = self.branch1_norm(shortcut)
-        return self.activation(shortcut + self.branch2(x))
+        out = self.branch2(x)
+        out += shortcut  # in place: no second block-sized tensor
+        return self.activation(out)
 
 
 class X3DStage(nn.Module):
