@@ -5,8 +5,8 @@ Every model of the registry is an entry; `pretrained=True` loads the official Ki
 """
 dependencies = ["torch", "av", "numpy", "safetensors"]
 
-from videozoo.factory import create_model as _create_model  # noqa: E402
-from videozoo.registry import get_spec as _get_spec, list_models as _list_models  # noqa: E402
+from videozoo.models.factory import create_model as _create_model  # noqa: E402
+from videozoo.models.registry import get_spec as _get_spec, list_models as _list_models  # noqa: E402
 
 
 def _hub_entry(name: str):

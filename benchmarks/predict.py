@@ -32,7 +32,7 @@ CASES = [("slow_r50", "1x1", 1), ("slow_r50", "10x3", 30), ("slowfast_r50", "1x1
 
 def make_video(path: Path) -> Path:
     """10 s of 640x360 30 fps H.264 with moving texture (the synthetic generator's content)."""
-    from videozoo.synth import render_video, write_video
+    from videozoo.data.synth import render_video, write_video
 
     video = render_video("move_right", 0, size=(360, 640), num_frames=300)
     return write_video(path, video.frames, fps=30, crf=23)
@@ -72,8 +72,8 @@ def best(cmd: list[str], repeat: int) -> tuple[float, str]:
 
 def videozoo_forward_rate(model, views: str, precision: str, video: Path) -> dict:
     """Inside this process: forward seconds, achieved GFLOP/s and the mean logits of one video's views."""
-    from videozoo.flops import model_gflops
-    from videozoo.predictor import Predictor, load_views
+    from videozoo.models.flops import model_gflops
+    from videozoo.engine.predictor import Predictor, load_views
 
     pred = Predictor(model, views=views, precision=precision)
     loaded = load_views(video, pred.transform)
@@ -99,9 +99,9 @@ def main() -> None:
     setup = SHARED / "peers" / "setup.sh"
     peers_python = subprocess.run(["bash", str(setup), args.peers], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     seed_script = str(SHARED / "peers" / "seed_pipeline.py")
-    bf16 = __import__("videozoo.inference", fromlist=["cpu_has_bf16"]).cpu_has_bf16()
+    bf16 = __import__("videozoo.engine.optimize", fromlist=["cpu_has_bf16"]).cpu_has_bf16()
     from videozoo import create_model
-    from videozoo.inference import keep_freed_memory
+    from videozoo.engine.optimize import keep_freed_memory
 
     keep_freed_memory()  # as the videozoo commands do
     peak = {"fp32": conv_gflops(torch.float32)}

@@ -6,7 +6,7 @@
 import sys
 from pathlib import Path
 
-from videozoo.zoo_table import flops_notes, format_table, model_rows
+from videozoo.models.table import flops_notes, format_table, model_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- models:begin -->", "<!-- models:end -->"

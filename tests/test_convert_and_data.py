@@ -8,7 +8,7 @@ import torch
 import videozoo
 from fixtures_util import FIXTURES, fixture_input, load_fixture, write_official_checkpoint
 from videogen import make_video
-from videozoo.datasets import DatasetSpecError, load_video_list
+from videozoo.data.datasets import DatasetSpecError, load_video_list
 from videozoo.weights.checkpoint import read_checkpoint, save_checkpoint
 
 
@@ -68,7 +68,7 @@ def test_dataset_specs(tmp_path):
 
 
 def test_features_per_clip_and_video_resumable(tmp_path):
-    from videozoo.features import FeatureConfig, extract_features
+    from videozoo.jobs.features import FeatureConfig, extract_features
 
     torch.manual_seed(0)
     weights = save_checkpoint(tmp_path / "w.pth", videozoo.create_model("x3d_xs").state_dict(), model_name="x3d_xs")
@@ -86,10 +86,10 @@ def test_features_per_clip_and_video_resumable(tmp_path):
     np.testing.assert_allclose(vids[0], clips[first["clip_rows"][0]:first["clip_rows"][1]].mean(0), rtol=1e-6)
     assert len(first["clips"]) == 6 and index[2]["error"] and index[2]["video_row"] is None
     # The same features as the model's own forward_features on the same views.
-    from videozoo.predictor import Predictor
+    from videozoo.engine.predictor import Predictor
 
     pred = Predictor("x3d_xs", weights=str(weights), views="2x3", optimize=False)
-    from videozoo.predictor import load_views
+    from videozoo.engine.predictor import load_views
 
     ref = pred.feature_views(load_views(videos[0], pred.transform).views).numpy()
     np.testing.assert_allclose(clips[:6], ref, rtol=1e-4, atol=1e-5)

@@ -10,7 +10,7 @@ import torch
 
 import videozoo
 from videogen import make_video
-from videozoo.evaluate import EvalConfig, evaluate, read_records
+from videozoo.jobs.evaluate import EvalConfig, evaluate, read_records
 from videozoo.weights.checkpoint import save_checkpoint
 
 MODEL = "x3d_xs"  # the cheapest model of the zoo: 0.9 GFLOPs per view
@@ -64,7 +64,7 @@ def test_resume_after_kill_gives_same_metrics_without_recomputing(weights, datas
     pred.write_text("".join(lines[:3]) + lines[3][:25])  # killed while writing the 4th line
     (out / "metrics.json").unlink()
 
-    import videozoo.evaluate as ev
+    import videozoo.jobs.evaluate as ev
 
     seen = []
     real = ev.load_views
@@ -110,7 +110,7 @@ def test_predict_cli_json_and_error_entry(weights, dataset, capsys):
 
 
 def test_predict_python_api_matches_unoptimised_model(weights, dataset):
-    from videozoo.predictor import Predictor
+    from videozoo.engine.predictor import Predictor
 
     video = str(dataset.parent / "v1.mp4")
     top = videozoo.predict(video, MODEL, weights=weights, views="10x3", top_k=5)
@@ -122,7 +122,7 @@ def test_predict_python_api_matches_unoptimised_model(weights, dataset):
 
 
 def test_bf16_scores_close_to_fp32(weights, dataset):
-    from videozoo.predictor import Predictor
+    from videozoo.engine.predictor import Predictor
 
     video = str(dataset.parent / "v2.mp4")
     fp32 = Predictor(MODEL, weights=weights, views="2x3").predict_file(video).view_scores
@@ -134,7 +134,7 @@ def test_bf16_scores_close_to_fp32(weights, dataset):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
 def test_keep_freed_memory_switch():
-    code = "from videozoo.inference import keep_freed_memory as k; print(k())"
+    code = "from videozoo.engine.optimize import keep_freed_memory as k; print(k())"
     run = lambda env: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,  # noqa: E731
                                      env={**os.environ, **env}, check=True).stdout.strip()
     import platform

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import videozoo
-from videozoo.flops import model_gflops, model_params, view_input
-from videozoo.registry import get_spec
+from videozoo.models.flops import model_gflops, model_params, view_input
+from videozoo.models.registry import get_spec
 
 SEED_MODELS = {"slow_r50", "slowfast_r50", "slowfast_r101", "i3d_r50_32x2", "r3d_18", "mc3_18", "r2plus1d_18"}
 OTHER_MODELS = {

@@ -8,8 +8,8 @@ import torch
 import videozoo
 from fixtures_util import FIXTURES, deterministic_state, load_fixture, write_official_checkpoint
 from videozoo.models.i3d_caffe2 import I3DResNet, caffe2_blob_name, from_caffe2_blobs, to_caffe2_blobs
-from videozoo.factory import model_from_checkpoint
-from videozoo.registry import get_spec
+from videozoo.models.factory import model_from_checkpoint
+from videozoo.models.registry import get_spec
 from videozoo.weights.checkpoint import Checkpoint, CheckpointError
 
 if not FIXTURES.is_dir():

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from videozoo.models.mvit import MViT
-from videozoo.registry import get_spec
+from videozoo.models.registry import get_spec
 
 
 def test_other_clip_size_is_refused_with_the_expected_size():

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 import videozoo
-from videozoo.registry import get_spec
+from videozoo.models.registry import get_spec
 from videozoo.weights.checkpoint import save_checkpoint
 
 

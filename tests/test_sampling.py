@@ -7,8 +7,9 @@ from fractions import Fraction
 import pytest
 import torch
 
-from videozoo.registry import InputConfig, get_spec
-from videozoo.sampling import (
+from videozoo.data.input_config import InputConfig
+from videozoo.models.registry import get_spec
+from videozoo.data.sampling import (
     ClipWindow,
     center,
     constant_clips_per_video,
@@ -19,7 +20,7 @@ from videozoo.sampling import (
     uniform,
     windows_for,
 )
-from videozoo.transforms import resampled_indices, temporal_indices
+from videozoo.data.transforms import resampled_indices, temporal_indices
 
 SLOW_8x8 = InputConfig(num_frames=8, sampling_rate=8, fps=30, short_side=256, crop_size=256, train_crop_size=224)
 

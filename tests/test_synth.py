@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from videozoo import synth
+from videozoo.data import synth
 
 SIZE = (48, 64)  # (H, W), not square so that swapped axes show
 FRAMES = 12

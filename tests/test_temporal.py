@@ -1,7 +1,7 @@
 """Temporal modelling is real.
 
 On videos that only the order of frames tells apart (each class is the exact time reversal of its
-opposite, `videozoo.synth`), a 3D model (I3D-R50) trained from scratch separates the opposite
+opposite, `videozoo.data.synth`), a 3D model (I3D-R50) trained from scratch separates the opposite
 motions: left from right, zoom in from zoom out. C2D-R50 — the same network with 2D convolutions,
 frames pooled without their order — trained with the same recipe on the same clips cannot: whatever
 it learns about a video it learns equally about its time reversal, so within each pair it stays at
@@ -17,9 +17,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from videozoo.demo import DemoRecipe, synthesise, train_config
-from videozoo.evaluate import EvalConfig, evaluate, read_records
-from videozoo.metrics import confusion_matrix
+from videozoo.cli.demo import DemoRecipe, synthesise, train_config
+from videozoo.jobs.evaluate import EvalConfig, evaluate, read_records
+from videozoo.jobs.metrics import confusion_matrix
 from videozoo.train import train
 
 RECIPE = dataclasses.replace(

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import videozoo
-from videozoo.synth import make_dataset
+from videozoo.data.synth import make_dataset
 from videozoo.train import TrainConfig, add_cli_arguments, config_from_args, load_config, train
 from videozoo.train.config import config_from_dict
 from videozoo.train.data import ClipDataset, Skipped, collate_clips, sample_generator
@@ -138,7 +138,7 @@ def test_clip_and_arch_overrides():
 def test_training_samples_are_a_function_of_seed_epoch_and_index(synth):
     spec = videozoo.get_spec("x3d_xs")
     inp = resolve_input(spec.input, tiny(synth, "o"))
-    videos = videozoo.datasets.load_video_list(synth.train_list)
+    videos = videozoo.data.datasets.load_video_list(synth.train_list)
     ds = ClipDataset(videos, inp, train=True, seed=5)
     ds.set_epoch(1)
     a, label, index = ds[2]

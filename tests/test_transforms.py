@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 
 import videozoo
-from videozoo.registry import InputConfig, ModelSpec, get_spec
-from videozoo.transforms import (
+from videozoo.data.input_config import InputConfig
+from videozoo.models.spec import ModelSpec
+from videozoo.models.registry import get_spec
+from videozoo.data.transforms import (
     CenterCrop,
     Normalize,
     PackPathway,
@@ -32,8 +34,8 @@ from videozoo.transforms import (
     UniformTemporalSubsample,
     short_side_size,
     temporal_indices,
-    transform_for,
 )
+from videozoo import transform_for
 
 TOL = 1e-5
 REQUIRED = ["slow_r50", "slowfast_r50", "r3d_18", "i3d_r50_32x2"]

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import videozoo
-from videozoo.registry import WeightSource, get_spec
+from videozoo.weights.sources import WeightSource
+from videozoo.models.registry import get_spec
 from videozoo.weights import hub
 from videozoo.weights.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from videozoo.weights.safe_pickle import UnsafePickleError
@@ -143,9 +144,9 @@ def _serve_checkpoint(server, tmp_path, name="/w/r3d.pth"):
 
 def test_download_verify_and_load_through_create_model(server, home, tmp_path, monkeypatch):
     source, body = _serve_checkpoint(server, tmp_path)
-    from videozoo import registry
+    from videozoo.models import spec
 
-    monkeypatch.setitem(registry._REGISTRY, SMALL, get_spec(SMALL).replace(weights={"kinetics400": source}))
+    monkeypatch.setitem(spec.SPECS, SMALL, get_spec(SMALL).replace(weights={"kinetics400": source}))
     model = videozoo.create_model(SMALL, weights="kinetics400", progress=False)
     cached = home / "checkpoints" / "r3d.pth"
     assert cached.read_bytes() == body and model.class_names[0] == "abseiling"

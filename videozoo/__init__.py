@@ -1,19 +1,46 @@
-"""videozoo: pretrained video action recognition models, their input pipelines, and the jobs around them."""
-from videozoo.factory import create_model, kinetics400_classes
-from videozoo.registry import get_spec, list_models
-from videozoo.sampling import windows_for
-from videozoo.transforms import transform_for
+"""videozoo: pretrained video action recognition models, their input pipelines, and the jobs around them.
+
+The names below load on first use, so `import videozoo` stays cheap.
+"""
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "create_model", "get_spec", "kinetics400_classes", "list_models", "predict", "transform_for", "windows_for",
-    "__version__",
-]
+_LAZY = {
+    "create_model": "videozoo.models.factory",
+    "get_spec": "videozoo.models.registry",
+    "list_models": "videozoo.models.registry",
+    "kinetics400_classes": "videozoo.data.classes",
+    "windows_for": "videozoo.data.sampling",
+}
+
+__all__ = [*_LAZY, "predict", "transform_for", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'videozoo' has no attribute {name!r}")
+
+
+def transform_for(model, views="1x1", train=False, *, generator=None):
+    """The eval (or training) transform of a registry name, a registry entry or an InputConfig."""
+    from videozoo.data import transforms
+    from videozoo.models.registry import get_spec
+
+    if isinstance(model, str):
+        model = get_spec(model)
+    return transforms.transform_for(model, views, train, generator=generator)
 
 
 def predict(video_path, model="slow_r50", weights="kinetics400", views="1x1", top_k=5, **kwargs):
-    """Top-k (label, probability) of one video; see `videozoo.predictor.predict`."""
-    from videozoo.predictor import predict as _predict
+    """Top-k (label, probability) of one video; see `videozoo.engine.predictor.predict`."""
+    from videozoo.engine.predictor import predict as _predict
 
     return _predict(video_path, model, weights, views, top_k, **kwargs)

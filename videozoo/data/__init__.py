@@ -1,1 +1,1 @@
-
+"""Data: clip sampling, transforms, dataset lists, the synthetic generator and the input config."""

@@ -1,13 +1,4 @@
-"""The model families. Importing a family module registers its variants."""
-from videozoo.models import (  # noqa: F401
-    i3d_caffe2,
-    mvit,
-    resnet,
-    s3d,
-    slowfast,
-    tv_resnet,
-    x3d,
-)
+"""The model families, their registry and `create_model`."""
 from videozoo.models.base import VideoClassifier
 
 __all__ = ["VideoClassifier"]

@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videozoo.models.base import VideoClassifier
-from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
+from videozoo.data.input_config import InputConfig
+from videozoo.models.spec import Metrics, ModelSpec, register
+from videozoo.weights.sources import WeightSource
 
 # Per stage: blocks, bottleneck width, spatial stride of the first block, and which blocks inflate
 # their first 1x1 conv to 3x1x1 (1) or keep it 1x1x1 (0).

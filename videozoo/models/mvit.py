@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videozoo.models.base import VideoClassifier
-from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
+from videozoo.data.input_config import InputConfig
+from videozoo.models.spec import Metrics, ModelSpec, register
+from videozoo.weights.sources import WeightSource
 
 Grid = tuple[int, int, int]  # (T, H, W) of the token grid, the class token not counted
 

@@ -25,7 +25,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
-from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
+from videozoo.data.input_config import InputConfig
+from videozoo.models.spec import Metrics, ModelSpec, register
+from videozoo.weights.sources import WeightSource
 
 # Bottleneck blocks per stage (res2..res5).
 STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}

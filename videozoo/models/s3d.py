@@ -16,15 +16,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from videozoo.models.base import VideoClassifier, positions_from_map
-from videozoo.registry import (
-    TORCHVISION_KINETICS_MEAN,
-    TORCHVISION_KINETICS_STD,
-    InputConfig,
-    Metrics,
-    ModelSpec,
-    WeightSource,
-    register,
-)
+from videozoo.data.input_config import TORCHVISION_KINETICS_MEAN, TORCHVISION_KINETICS_STD, InputConfig
+from videozoo.models.spec import Metrics, ModelSpec, register
+from videozoo.weights.sources import WeightSource
 
 # The reference's batch-norm settings (those of the TensorFlow original).
 BN_EPS = 1e-3

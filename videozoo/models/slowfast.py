@@ -32,7 +32,9 @@ from videozoo.models.resnet import (
     pyslowfast_block_key,
     rename_pyslowfast,
 )
-from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
+from videozoo.data.input_config import InputConfig
+from videozoo.models.spec import Metrics, ModelSpec, register
+from videozoo.weights.sources import WeightSource
 
 SLOW, FAST = 0, 1
 

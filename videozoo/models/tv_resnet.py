@@ -19,15 +19,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
-from videozoo.registry import (
-    TORCHVISION_KINETICS_MEAN,
-    TORCHVISION_KINETICS_STD,
-    InputConfig,
-    Metrics,
-    ModelSpec,
-    WeightSource,
-    register,
-)
+from videozoo.data.input_config import TORCHVISION_KINETICS_MEAN, TORCHVISION_KINETICS_STD, InputConfig
+from videozoo.models.spec import Metrics, ModelSpec, register
+from videozoo.weights.sources import WeightSource
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BLOCKS_PER_DEPTH = {18: (2, 2, 2, 2)}

@@ -16,7 +16,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
-from videozoo.registry import InputConfig, Metrics, ModelSpec, WeightSource, register
+from videozoo.data.input_config import InputConfig
+from videozoo.models.spec import Metrics, ModelSpec, register
+from videozoo.weights.sources import WeightSource
 
 # Stage layout before the depth and width multipliers are applied.
 _BASE_DEPTHS = (1, 2, 5, 3)

@@ -20,11 +20,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from videozoo.datasets import VideoList
+from videozoo.data.datasets import VideoList
 from videozoo.io import Clip, VideoDecodeError, open_video
-from videozoo.predictor import load_views
-from videozoo.registry import InputConfig
-from videozoo.transforms import RandomHorizontalFlip, transform_for
+from videozoo.engine.predictor import load_views
+from videozoo.data.input_config import InputConfig
+from videozoo.data.transforms import RandomHorizontalFlip, transform_for
 
 Views = Tensor | list[Tensor]  # (C, T, H, W) or [slow, fast] for one sample; batched with a leading B
 

@@ -32,11 +32,13 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from videozoo.datasets import VideoList, load_video_list
-from videozoo.factory import model_from_checkpoint
-from videozoo.inference import precision_context
+from videozoo.data.datasets import VideoList, load_video_list
+from videozoo.models.factory import model_from_checkpoint
+from videozoo.engine.optimize import precision_context
 from videozoo.models.base import VideoClassifier
-from videozoo.registry import InputConfig, ModelSpec, get_spec
+from videozoo.data.input_config import InputConfig
+from videozoo.models.spec import ModelSpec
+from videozoo.models.registry import get_spec
 from videozoo.train.config import TrainConfig, config_from_dict, resume_differences
 from videozoo.train.data import Batch, ClipDataset, ResumableSampler, collate_clips, ignore_sigterm
 from videozoo.train.report import Progress, RunReport, log

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from videozoo.registry import WeightSource
+from videozoo.weights.sources import WeightSource
 
 
 class WeightsUnavailableError(RuntimeError):

@@ -23,14 +23,14 @@ touching fewer pixels. See docs/transforms.md for the formulas and the measured 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from videozoo.registry import InputConfig, ModelSpec, get_spec
-from videozoo.sampling import SPACINGS, ClipWindow, is_single_view, parse_views, windows_for
+from videozoo.data.input_config import InputConfig
+from videozoo.data.sampling import SPACINGS, ClipWindow, is_single_view, parse_views, windows_for
 
 __all__ = [
     "CenterCrop",
@@ -534,7 +534,7 @@ class ClipTransform:
         video_fps: float | None = None,
         video_frames: int | None = None,
     ) -> list[ClipWindow]:
-        """The windows to decode for one video, for these views (see :func:`videozoo.sampling.windows_for`)."""
+        """The windows to decode for one video, for these views (see :func:`videozoo.data.sampling.windows_for`)."""
         return windows_for(
             self.input,
             duration,
@@ -557,20 +557,19 @@ class ClipTransform:
 
 
 def transform_for(
-    model: str | ModelSpec | InputConfig,
+    model: InputConfig | Any,
     views: str | tuple[int, int] = "1x1",
     train: bool = False,
     *,
     generator: torch.Generator | None = None,
 ) -> ClipTransform:
-    """The eval (or, with ``train=True``, training) transform of a registered model.
+    """The eval (or, with ``train=True``, training) transform for an input config.
 
-    ``model`` is a registry name, a ``ModelSpec`` or an ``InputConfig``. ``views`` is ``"1x1"``
-    (the model cards' single centred clip and centre crop), ``"10x3"``, any ``"NxK"`` with K in
-    {1, 3}, a ``(clips, crops)`` pair, or ``"published"`` for the views the model's accuracy was
-    measured with. Training transforms draw from ``generator``.
+    ``model`` is an ``InputConfig`` or anything carrying one as ``.input`` (a registry entry);
+    :func:`videozoo.transform_for` also takes a registry name. ``views`` is ``"1x1"`` (the model
+    cards' single centred clip and centre crop), ``"10x3"``, any ``"NxK"`` with K in {1, 3}, a
+    ``(clips, crops)`` pair, or ``"published"`` for the views the model's accuracy was measured
+    with. Training transforms draw from ``generator``.
     """
-    if isinstance(model, str):
-        model = get_spec(model)
-    cfg = model.input if isinstance(model, ModelSpec) else model
+    cfg = model if isinstance(model, InputConfig) else model.input
     return ClipTransform(cfg, views, train=train, generator=generator)

@@ -1,6 +1,6 @@
 """The offline end-to-end demo (`make demo`, `videozoo demo`).
 
-1. synthesise a dataset of videos that only motion tells apart (`videozoo.synth`);
+1. synthesise a dataset of videos that only motion tells apart (`videozoo.data.synth`);
 2. train a small model of the zoo on it (I3D-R50 at 1/8 width on 8x64x64 clips, from scratch: the
    official weights cannot be downloaded offline, and the 400-class head is replaced anyway);
 3. evaluate the held-out videos in clip mode (1 centred clip x 1 crop) and video mode (several clips
@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from videozoo.evaluate import EvalConfig, evaluate
-from videozoo.predictor import Predictor
-from videozoo.synth import make_dataset
+from videozoo.jobs.evaluate import EvalConfig, evaluate
+from videozoo.engine.predictor import Predictor
+from videozoo.data.synth import make_dataset
 from videozoo.train import train
 from videozoo.train.config import TrainConfig
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from videozoo.factory import model_from_checkpoint
-from videozoo.registry import get_spec, list_models
+from videozoo.models.factory import model_from_checkpoint
+from videozoo.models.registry import get_spec, list_models
 from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
 
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from videozoo.factory import create_model
-from videozoo.inference import optimize_for_inference, precision_context, to_channels_last
+from videozoo.models.factory import create_model
+from videozoo.engine.optimize import optimize_for_inference, precision_context, to_channels_last
 from videozoo.io import open_video
 from videozoo.models.base import VideoClassifier
-from videozoo.registry import ModelSpec, get_spec
-from videozoo.transforms import ClipTransform, transform_for
+from videozoo.models.spec import ModelSpec
+from videozoo.models.registry import get_spec
+from videozoo.data.transforms import ClipTransform, transform_for
 
 Views = Tensor | list[Tensor]  # (V, C, T, H, W) or [slow, fast]
 
@@ -95,7 +96,7 @@ class Predictor:
     """A model prepared for inference together with its own eval transform.
 
     model: a registry name (built with `weights`) or a model from `create_model`.
-    views: "1x1", "10x3", or any "NxK" (see `videozoo.transforms.transform_for`).
+    views: "1x1", "10x3", or any "NxK" (see `videozoo.data.transforms.transform_for`).
     batch_size: views per forward pass (default: all views of a video at once).
     optimize: fold BatchNorm into the convolutions and use the channels-last layout.
     """
@@ -138,7 +139,7 @@ class Predictor:
         self.model = model
 
     def _example(self, model: VideoClassifier) -> Views:
-        from videozoo.flops import view_input
+        from videozoo.models.flops import view_input
 
         return view_input(self.spec, crop=64 if not getattr(type(model), "fixed_input_size", False) else None, device=self.device)
 

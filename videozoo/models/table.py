@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from videozoo.flops import FLOPS_CONVENTION, model_gflops, model_params
-from videozoo.registry import get_spec, list_models
+from videozoo.models.flops import FLOPS_CONVENTION, model_gflops, model_params
+from videozoo.models.registry import get_spec, list_models
 
 
 def model_rows() -> list[dict]:

@@ -4,7 +4,7 @@ A model sees a clip of ``num_frames`` frames taken every ``sampling_rate`` frame
 clip spans ``clip_seconds = num_frames * sampling_rate / fps`` of video. The samplers here return
 the windows ``[start_sec, end_sec)`` of that span to decode; the frames the video's own frame rate
 puts in a window are then brought to ``num_frames`` by temporal subsampling
-(:class:`videozoo.transforms.UniformTemporalSubsample`).
+(:class:`videozoo.data.transforms.UniformTemporalSubsample`).
 
 Test-time spacing follows the evaluation protocol of each model family (``InputConfig.clip_spacing``):
 
@@ -43,7 +43,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from videozoo.registry import InputConfig
+from videozoo.data.input_config import InputConfig
 
 __all__ = [
     "ClipWindow",
@@ -284,7 +284,7 @@ def windows_for(
     ``(5, 1)``, ``"published"`` for the config's own ``test_clips x test_crops``) spreads the clips
     with the config's ``clip_spacing`` (:func:`uniform`); the frame-counting spacings need
     ``video_fps``. The crops of each view are cut by the transform
-    (:func:`videozoo.transforms.transform_for`), not here.
+    (:func:`videozoo.data.transforms.transform_for`), not here.
     """
     clip = Fraction(input_config.num_frames * input_config.sampling_rate) / Fraction(input_config.fps)
     if mode == "train":

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from videozoo.datasets import VideoItem, VideoList, load_video_list
-from videozoo.evaluate import _collate, _ViewsDataset, read_records
-from videozoo.factory import create_model
-from videozoo.predictor import Predictor
+from videozoo.data.datasets import VideoItem, VideoList, load_video_list
+from videozoo.jobs.evaluate import _collate, _ViewsDataset, read_records
+from videozoo.models.factory import create_model
+from videozoo.engine.predictor import Predictor
 
 
 @dataclass

@@ -7,11 +7,11 @@ import sys
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from videozoo.zoo_table import flops_notes, format_table, model_rows
+    from videozoo.models.table import flops_notes, format_table, model_rows
 
     rows = model_rows()
     if args.json:
-        from videozoo.flops import FLOPS_CONVENTION
+        from videozoo.models.flops import FLOPS_CONVENTION
 
         print(json.dumps({"flops_convention": FLOPS_CONVENTION, "models": rows}, indent=2))
     else:
@@ -22,7 +22,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from videozoo.convert import convert_checkpoint
+    from videozoo.models.convert import convert_checkpoint
 
     name, out = convert_checkpoint(args.input, args.output, model=args.model)
     print(f"{args.input} -> {out} ({name})")
@@ -32,7 +32,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import time
 
-    from videozoo.predictor import Predictor
+    from videozoo.engine.predictor import Predictor
 
     predictor = Predictor(
         args.model, weights=args.weights, views=args.views, device=args.device, precision=args.precision,
@@ -62,7 +62,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from videozoo.evaluate import EvalConfig, evaluate
+    from videozoo.jobs.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(
         model=args.model, data=args.data, out=args.out, weights=args.weights, views=args.views,
@@ -77,7 +77,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from videozoo.features import FeatureConfig, extract_features
+    from videozoo.jobs.features import FeatureConfig, extract_features
 
     cfg = FeatureConfig(
         model=args.model, out=args.out, data=args.data, videos=args.videos or None, weights=args.weights,
@@ -90,7 +90,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from videozoo.synth import DEFAULT_CLASSES, make_dataset
+    from videozoo.data.synth import DEFAULT_CLASSES, make_dataset
 
     classes = args.classes.split(",") if args.classes else DEFAULT_CLASSES
     info = make_dataset(
@@ -116,7 +116,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from videozoo.demo import run_demo
+    from videozoo.cli.demo import run_demo
 
     return run_demo(args.out, quick=args.quick)
 
@@ -214,7 +214,7 @@ _HEAVY = {"predict", "evaluate", "features", "train", "demo"}
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in _HEAVY:
-        from videozoo.inference import keep_freed_memory
+        from videozoo.engine.optimize import keep_freed_memory
 
         keep_freed_memory()
     try:

@@ -413,7 +413,7 @@ def make_dataset(
     _write_lines(root / "val.txt", val_lines)
     _write_lines(root / "classes.txt", classes)
     params = {
-        "generator": "videozoo.synth",
+        "generator": "videozoo.data.synth",
         "classes": list(classes),
         "videos_per_class": videos_per_class,
         "val_fraction": val_fraction,

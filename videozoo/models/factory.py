@@ -2,26 +2,19 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
+from videozoo.data.classes import kinetics400_classes
 from videozoo.models.base import VideoClassifier
-from videozoo.registry import InputConfig, ModelSpec, get_spec
+from videozoo.data.input_config import InputConfig
+from videozoo.models.spec import ModelSpec
+from videozoo.models.registry import get_spec
 from videozoo.weights import hub
 from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint
-
-
-@lru_cache(maxsize=None)
-def kinetics400_classes() -> tuple[str, ...]:
-    text = resources.files("videozoo.data").joinpath("kinetics400_classes.txt").read_text()
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
-    assert len(names) == 400
-    return names
 
 
 def create_model(

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from videozoo.datasets import VideoList, load_video_list
-from videozoo.factory import create_model
-from videozoo.metrics import plot_confusion, summarize
-from videozoo.predictor import Predictor, load_views
+from videozoo.data.datasets import VideoList, load_video_list
+from videozoo.models.factory import create_model
+from videozoo.jobs.metrics import plot_confusion, summarize
+from videozoo.engine.predictor import Predictor, load_views
 
-log = logging.getLogger("videozoo.evaluate")
+log = logging.getLogger("videozoo.jobs.evaluate")
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The inference engine: decode -> views -> batched forward -> scores, written once."""

@@ -1,0 +1,1 @@
+"""Jobs over many videos built on the engine: evaluation and feature extraction."""

@@ -1,0 +1,63 @@
+"""A registry entry: a model name tied to its family class, variant arguments, input, weights and figures.
+
+Family modules describe their variants with :func:`register`; :mod:`videozoo.models.registry`
+imports the families and answers look-ups, so this module imports no family.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch.nn as nn
+
+from videozoo.data.input_config import InputConfig
+from videozoo.weights.sources import WeightSource
+
+@dataclass(frozen=True)
+class Metrics:
+    """Figures published with the weights; `source` says where they come from."""
+
+    top1: float | None
+    top5: float | None
+    gflops: float | None  # per view, one multiply-add counted as one FLOP
+    params_m: float | None
+    views: str  # the test protocol the accuracy was measured with, e.g. "10x3"
+    source: str
+    flops_note: str | None = None  # why a computed figure may differ from the published one
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    cls: Callable[..., nn.Module]
+    arch: Mapping[str, Any]
+    input: InputConfig
+    weights: Mapping[str, WeightSource] = field(default_factory=dict)
+    metrics: Metrics | None = None
+    num_classes: int = 400
+    description: str = ""
+    paper: str = ""
+
+    def build(self, *, num_classes: int | None = None, **overrides: Any) -> nn.Module:
+        kwargs = dict(self.arch)
+        kwargs.update(overrides)
+        return self.cls(num_classes=num_classes or self.num_classes, **kwargs)
+
+    @property
+    def is_two_pathway(self) -> bool:
+        return self.input.slow_alpha is not None
+
+    def replace(self, **changes: Any) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)
+
+
+SPECS: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in SPECS:
+        raise ValueError(f"model {spec.name!r} is registered twice")
+    SPECS[spec.name] = spec
+    return spec
