@@ -75,7 +75,7 @@ def test_features_per_clip_and_video_resumable(tmp_path):
     videos = [str(make_video(tmp_path / f"v{i}.mp4", num_frames=40, width=80, height=64, pattern="noise", seed=i)) for i in range(3)]
     (tmp_path / "bad.mp4").write_bytes(b"junk")
     cfg = FeatureConfig(model="x3d_xs", out=str(tmp_path / "f"), videos=videos[:2] + [str(tmp_path / "bad.mp4")] + videos[2:],
-                        weights=str(weights), views="2x3", workers=0)
+                        weights=str(weights), views="2x3", workers=0, precision="fp32")
     summary = extract_features(cfg)
     assert summary == {"videos": 4, "failed": 1, "dim": 2048, "clips": 18}
     clips = np.load(tmp_path / "f" / "clip_features.npy")
@@ -86,12 +86,10 @@ def test_features_per_clip_and_video_resumable(tmp_path):
     np.testing.assert_allclose(vids[0], clips[first["clip_rows"][0]:first["clip_rows"][1]].mean(0), rtol=1e-6)
     assert len(first["clips"]) == 6 and index[2]["error"] and index[2]["video_row"] is None
     # The same features as the model's own forward_features on the same views.
-    from videozoo.engine.predictor import Predictor
+    from videozoo.engine import Engine
 
-    pred = Predictor("x3d_xs", weights=str(weights), views="2x3", optimize=False)
-    from videozoo.engine.predictor import load_views
-
-    ref = pred.feature_views(load_views(videos[0], pred.transform).views).numpy()
+    engine = Engine.build("x3d_xs", weights=str(weights), views="2x3", precision="fp32", optimize=False)
+    ref = engine.forward(engine.load(videos[0]).views, "features").numpy()
     np.testing.assert_allclose(clips[:6], ref, rtol=1e-4, atol=1e-5)
     # Resume: drop the last video's line and part, and only that one is recomputed.
     lines = (tmp_path / "f" / "index.jsonl").read_text().splitlines(keepends=True)

@@ -1,5 +1,6 @@
 """Predict and evaluate end to end on generated videos with deterministic weights."""
 import json
+import warnings
 import os
 import subprocess
 import sys
@@ -64,11 +65,11 @@ def test_resume_after_kill_gives_same_metrics_without_recomputing(weights, datas
     pred.write_text("".join(lines[:3]) + lines[3][:25])  # killed while writing the 4th line
     (out / "metrics.json").unlink()
 
-    import videozoo.jobs.evaluate as ev
+    import videozoo.engine.engine as eng
 
     seen = []
-    real = ev.load_views
-    monkeypatch.setattr(ev, "load_views", lambda path, *a, **k: seen.append(Path(path).name) or real(path, *a, **k))
+    real = eng.load_views
+    monkeypatch.setattr(eng, "load_views", lambda path, *a, **k: seen.append(Path(path).name) or real(path, *a, **k))
     resumed = _run(weights, dataset, out, resume=True)
     assert sorted(seen) == ["v2.mp4", "v3.mp4", "v4.mp4"]  # indices 3, 4, 5 only
     for key in ("video_top1", "video_top5", "clip_top1", "mean_class_accuracy", "evaluated", "failed"):
@@ -110,23 +111,25 @@ def test_predict_cli_json_and_error_entry(weights, dataset, capsys):
 
 
 def test_predict_python_api_matches_unoptimised_model(weights, dataset):
-    from videozoo.engine.predictor import Predictor
+    from videozoo.engine import Engine
 
     video = str(dataset.parent / "v1.mp4")
-    top = videozoo.predict(video, MODEL, weights=weights, views="10x3", top_k=5)
+    top = videozoo.predict(video, MODEL, weights=weights, views="10x3", top_k=5, precision="fp32")
     assert len(top) == 5 and all(isinstance(lbl, str) for lbl, _ in top)
-    fast = Predictor(MODEL, weights=weights, views="10x3").predict_file(video)
-    plain = Predictor(MODEL, weights=weights, views="10x3", optimize=False).predict_file(video)
+    fast = Engine.build(MODEL, weights=weights, views="10x3", precision="fp32").predict(video)
+    plain = Engine.build(MODEL, weights=weights, views="10x3", precision="fp32", optimize=False).predict(video)
     torch.testing.assert_close(fast.view_scores, plain.view_scores, rtol=1e-4, atol=1e-6)
     assert [p for _, p in top] == pytest.approx([r["probability"] for r in fast.top_k(5)], rel=1e-5)
 
 
 def test_bf16_scores_close_to_fp32(weights, dataset):
-    from videozoo.engine.predictor import Predictor
+    from videozoo.engine import Engine
 
     video = str(dataset.parent / "v2.mp4")
-    fp32 = Predictor(MODEL, weights=weights, views="2x3").predict_file(video).view_scores
-    bf16 = Predictor(MODEL, weights=weights, views="2x3", precision="bf16").predict_file(video).view_scores
+    fp32 = Engine.build(MODEL, weights=weights, views="2x3", precision="fp32").predict(video).view_scores
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # emulated where the CPU has no native bf16
+        bf16 = Engine.build(MODEL, weights=weights, views="2x3", precision="bf16").predict(video).view_scores
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     torch.testing.assert_close(bf16.sum(1), torch.ones(6), atol=1e-5, rtol=0)  # softmax taken in float32
     assert (bf16 - fp32).abs().max() < 0.02 * fp32.max()

@@ -14,6 +14,8 @@ _LAZY = {
     "list_models": "videozoo.models.registry",
     "kinetics400_classes": "videozoo.data.classes",
     "windows_for": "videozoo.data.sampling",
+    "ViewPlan": "videozoo.data.plan",
+    "Engine": "videozoo.engine",
 }
 
 __all__ = [*_LAZY, "predict", "transform_for", "__version__"]
@@ -40,7 +42,7 @@ def transform_for(model, views="1x1", train=False, *, generator=None):
 
 
 def predict(video_path, model="slow_r50", weights="kinetics400", views="1x1", top_k=5, **kwargs):
-    """Top-k (label, probability) of one video; see `videozoo.engine.predictor.predict`."""
-    from videozoo.engine.predictor import predict as _predict
+    """Top-k (label, probability) of one video; see `videozoo.engine.predict`."""
+    from videozoo.engine import predict as _predict
 
     return _predict(video_path, model, weights, views, top_k, **kwargs)

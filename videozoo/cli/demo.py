@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from videozoo.jobs.evaluate import EvalConfig, evaluate
-from videozoo.engine.predictor import Predictor
+from videozoo.engine import Engine
 from videozoo.data.synth import make_dataset
 from videozoo.train import train
 from videozoo.train.config import TrainConfig
@@ -102,8 +102,8 @@ def run_demo(out: str | Path = "demo-output", *, quick: bool = False, recipe: De
 
     t = time.perf_counter()
     held_out = data.root / data.val_list.read_text().split()[0]
-    predictor = Predictor(recipe.model, weights=str(result.model_path), views=recipe.video_views)
-    top5 = predictor.predict_file(held_out).top_k(5)
+    engine = Engine.build(recipe.model, weights=str(result.model_path), views=recipe.video_views)
+    top5 = engine.predict(held_out).top_k(5)
     step("predict", t)
 
     total = time.perf_counter() - t0

@@ -30,32 +30,31 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import time
+    from videozoo.engine import Engine
 
-    from videozoo.engine.predictor import Predictor
-
-    predictor = Predictor(
+    engine = Engine.build(
         args.model, weights=args.weights, views=args.views, device=args.device, precision=args.precision,
         threads=args.threads, batch_size=args.batch_size,
     )
+    print(f"videozoo predict: {args.model}, {engine.plan} views, precision {engine.precision}, "
+          f"{engine.batch_size} views per forward pass, on {engine.device}", file=sys.stderr, flush=True)
     failed = 0
-    for video in args.videos:
-        t0 = time.perf_counter()
-        try:
-            result = predictor.predict_file(video)
-            top = result.top_k(args.top_k)
-            entry = {"video": video, "model": args.model, "views": args.views, "top_k": top,
-                     "seconds": round(time.perf_counter() - t0, 3), **result.info}
-        except Exception as e:  # the other videos still get their predictions
+    # One video decodes on this process; several decode in a worker while the model runs.
+    results = engine.map(args.videos, workers=1 if len(args.videos) > 1 else 0)
+    for result in results:
+        video = result.path
+        if result.error is not None:
             failed += 1
-            entry = {"video": video, "model": args.model, "views": args.views,
-                     "error": f"{type(e).__name__}: {e}", "seconds": round(time.perf_counter() - t0, 3)}
+            entry = {"video": video, "model": args.model, "views": str(engine.plan),
+                     "precision": engine.precision.name, "error": result.error}
+        else:
+            entry = result.prediction.entry(args.model, top_k=args.top_k)
         if args.json:
             print(json.dumps(entry), flush=True)
         elif "error" in entry:
             print(f"{video}: error: {entry['error']}", file=sys.stderr, flush=True)
         else:
-            print(f"{video} ({args.model}, {args.views} views, {entry['seconds']:.2f} s)")
+            print(f"{video} ({args.model}, {entry['views']} views, {entry['precision']}, {entry['seconds']:.2f} s)")
             for r in entry["top_k"]:
                 print(f"  {r['probability']:7.2%}  {r['label']}")
     return 1 if failed else 0
@@ -125,13 +124,34 @@ def _weights_arg(value: str) -> str | None:
     return None if value.lower() in ("none", "random") else value
 
 
+def _views_arg(value: str):
+    from videozoo.data.plan import ViewPlan, ViewPlanError
+
+    try:
+        return ViewPlan.parse(value)
+    except ViewPlanError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="slow_r50", help="registry name (see `videozoo models`)")
     p.add_argument("--weights", type=_weights_arg, default="kinetics400",
                    help="kinetics400 (official), a checkpoint path, or none (random)")
-    p.add_argument("--views", default="1x1", help="1x1 (centred clip, centre crop) or 10x3 (clips x crops)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--views", type=_views_arg, default="1x1",
+                   help="CLIPSxCROPS: 1x1 (centred clip, centre crop), 10x3, ..., or published")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 where the hardware runs it natively, else fp32 (default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,9 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="top-k actions of videos")
     p.add_argument("videos", nargs="+", metavar="VIDEO")
     _add_model_args(p)
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None, help="decoder threads")
-    p.add_argument("--batch-size", type=int, default=None, help="views per forward pass (default: all)")
+    p.add_argument("--top-k", type=_positive_int, default=5)
+    p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="views per forward pass (default: chosen from the clip size and free memory)")
     p.add_argument("--json", action="store_true", help="one JSON object per video")
     p.set_defaults(func=_cmd_predict)
 
@@ -165,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the predictions already in --out")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
-    p.add_argument("--batch-size", type=int, default=None, help="views per forward pass")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
     p.add_argument("--save-view-scores", action="store_true", help="store every view's scores")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N videos only")
     p.set_defaults(func=_cmd_evaluate, device="auto")
@@ -177,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--format", default="npy", choices=["npy", "safetensors"])
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=_cmd_features)
 
@@ -211,8 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
 _HEAVY = {"predict", "evaluate", "features", "train", "demo"}
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Warnings reach a command-line user as one plain line, not a source location.
+    print(f"videozoo: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     if args.command in _HEAVY:
         from videozoo.engine.optimize import keep_freed_memory
 

@@ -44,9 +44,12 @@ from typing import Iterator, Sequence
 import torch
 
 from videozoo.data.input_config import InputConfig
+from videozoo.data.plan import ViewPlan
 
 __all__ = [
     "ClipWindow",
+    "ViewPlan",
+    "as_plan",
     "SPACINGS",
     "center",
     "constant_clips_per_video",
@@ -240,37 +243,36 @@ def sliding(
     return [_window(st, c, d, i, n) for i, st in enumerate(starts)]
 
 
-def parse_views(views: str | tuple[int, int] | Sequence[int], input_config: InputConfig | None = None) -> tuple[int, int]:
+def parse_views(views: str | ViewPlan | tuple[int, int] | Sequence[int], input_config: InputConfig | None = None) -> tuple[int, int]:
     """``"10x3"`` or ``(10, 3)`` -> ``(clips, crops)``; ``"published"`` -> the config's test views."""
-    if isinstance(views, str):
-        if views == "published":
-            if input_config is None:
-                raise ValueError("'published' views need the model's InputConfig")
-            return input_config.test_clips, input_config.test_crops
-        try:
-            clips, crops = (int(v) for v in views.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"views must look like '10x3' (clips x crops), got {views!r}") from None
-    else:
-        clips, crops = (int(v) for v in views)
-    if clips < 1 or crops not in (1, 3):
-        raise ValueError(f"views need at least one clip and 1 or 3 crops, got {clips}x{crops}")
-    return clips, crops
+    plan = as_plan(views, input_config)
+    return plan.clips, plan.crops
 
 
-def is_single_view(views: str | tuple[int, int] | Sequence[int]) -> bool:
+def as_plan(views: str | ViewPlan | tuple[int, int] | Sequence[int], input_config: InputConfig | None = None) -> ViewPlan:
+    """A resolved :class:`ViewPlan` from a plan, ``"NxM"``/``"published"`` or a ``(clips, crops)`` pair."""
+    plan = ViewPlan.parse(views if isinstance(views, (str, ViewPlan)) else (int(views[0]), int(views[1])))
+    if not plan.resolved:
+        if input_config is None:
+            raise ValueError("'published' views need the model's InputConfig")
+        plan = plan.resolve(input_config)
+    return plan
+
+
+def is_single_view(views: str | ViewPlan | tuple[int, int] | Sequence[int]) -> bool:
     """True for the model cards' quick look, ``"1x1"`` / ``(1, 1)``: one centred clip, centre crop.
 
     ``"published"`` is never a single view, even where the published protocol has one clip and
     one crop: it means the reference protocol itself (e.g. torchvision's first clip for s3d).
     """
-    return not (isinstance(views, str) and views == "published") and parse_views(views) == (1, 1)
+    plan = ViewPlan.parse(views if isinstance(views, (str, ViewPlan)) else (int(views[0]), int(views[1])))
+    return plan.single_view
 
 
 def windows_for(
     input_config: InputConfig,
     duration: Seconds,
-    views: str | tuple[int, int] = "1x1",
+    views: str | ViewPlan | tuple[int, int] = "1x1",
     mode: str = "test",
     generator: torch.Generator | None = None,
     *,
@@ -291,13 +293,13 @@ def windows_for(
         return random(duration, clip, generator=generator)
     if mode != "test":
         raise ValueError(f"mode must be 'test' or 'train', got {mode!r}")
-    clips, _ = parse_views(views, input_config)
-    if is_single_view(views):
+    plan = as_plan(views, input_config)
+    if plan.single_view:
         return center(duration, clip)
     return uniform(
         duration,
         clip,
-        clips,
+        plan.clips,
         spacing=input_config.clip_spacing,
         fps=input_config.fps,
         video_fps=video_fps,

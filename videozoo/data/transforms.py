@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videozoo.data.input_config import InputConfig
-from videozoo.data.sampling import SPACINGS, ClipWindow, is_single_view, parse_views, windows_for
+from videozoo.data.plan import ViewPlan
+from videozoo.data.sampling import SPACINGS, ClipWindow, as_plan, windows_for
 
 __all__ = [
     "CenterCrop",
@@ -437,7 +438,7 @@ class ClipTransform:
     def __init__(
         self,
         input_config: InputConfig,
-        views: str | tuple[int, int] = "1x1",
+        views: str | ViewPlan | tuple[int, int] = "1x1",
         *,
         train: bool = False,
         generator: torch.Generator | None = None,
@@ -450,10 +451,11 @@ class ClipTransform:
         self.input = cfg
         self.train = train
         self.generator = generator
-        self.single_view = train or is_single_view(views)
-        self.clips, self.crops = (1, 1) if train else parse_views(views, cfg)
-        self.views = f"{self.clips}x{self.crops}"
-        self._views_arg = "1x1" if train else views
+        # The plan is resolved here once; "published" becomes the config's own test views.
+        self.plan = ViewPlan(1, 1) if train else as_plan(views, cfg)
+        self.single_view = train or self.plan.single_view
+        self.clips, self.crops = self.plan.clips, self.plan.crops
+        self.views = str(self.plan)
         torchvision_recipe = cfg.resize is not None
 
         # PySlowFast/pytorchvideo spread the kept frames over the decoded window with linspace;
@@ -490,7 +492,7 @@ class ClipTransform:
             # The multi-clip, single-crop tests of PySlowFast and Caffe2 take their middle crop.
             self.crop_ops = [UniformCrop(cfg.crop_size, 1, style)]
 
-    def __call__(self, frames, *, video_fps: float | None = None) -> Views:
+    def __call__(self, frames, *, video_fps: float | None = None, presampled: bool = False) -> Views:
         """Views of one clip (uint8 ``(C, T, H, W)`` frames, or a decoded ``Clip``).
 
         ``video_fps``, the video's frame rate, matters to the recipes that step through the frames
@@ -498,12 +500,15 @@ class ClipTransform:
         video frames) even where the end of the video cuts the window short, and with a ``Clip``
         (whose ``pts_sec`` give the frame numbers) the torchvision recipe takes exactly the frames
         of torchvision's whole-video resampling grid. Without it the step is the decoded frame
-        count / ``num_frames``.
+        count / ``num_frames``. ``presampled=True`` says the frames are already the ones
+        :meth:`select_frames` picks (the decoder converted only those), so no frame is dropped here.
         """
         x = getattr(frames, "frames", frames)
         if x.dim() != 4:
             raise ValueError(f"expected one clip (C, T, H, W), got shape {tuple(x.shape)}")
-        x = self._subsample(x, getattr(frames, "pts_sec", None), video_fps)  # (C, T, H, W), still uint8
+        if not presampled:
+            idx = self.select_frames(x.shape[-3], getattr(frames, "pts_sec", None), video_fps)
+            x = x.index_select(-3, idx.to(x.device))  # (C, num_frames, H, W), still uint8
         if self.channels is not None:
             x = self.channels(x)
         x = self.resize(x.to(torch.float32))  # (C, T, h, w)
@@ -517,15 +522,20 @@ class ClipTransform:
             x = self.flip(x)
         return self.pack(x) if self.pack is not None else x
 
-    def _subsample(self, x: Tensor, pts_sec: Tensor | None, video_fps: float | None) -> Tensor:
+    def select_frames(self, available: int, pts_sec: Tensor | None = None, video_fps: float | None = None) -> Tensor:
+        """Positions of the ``num_frames`` frames this model keeps out of ``available`` decoded ones.
+
+        ``pts_sec`` are the decoded frames' timestamps (ascending); the torchvision recipe uses
+        them with ``video_fps`` to take the frames of its whole-video resampling grid.
+        """
         if video_fps is None or self.temporal.mode != "stride":
-            return self.temporal(x)
+            return temporal_indices(available, self.input.num_frames, mode=self.temporal.mode)
         video_fps = float(video_fps)
         step = video_fps * self.input.sampling_rate / self.input.fps
-        if self.input.clip_spacing == "torchvision" and pts_sec is not None and len(pts_sec) == x.shape[-3]:
+        if self.input.clip_spacing == "torchvision" and pts_sec is not None and len(pts_sec) == available:
             numbers = torch.round(torch.as_tensor(pts_sec, dtype=torch.float64) * video_fps).long()
-            return x.index_select(-3, resampled_indices(numbers, self.input.num_frames, step).to(x.device))
-        return self.temporal(x, step)
+            return resampled_indices(numbers, self.input.num_frames, step)
+        return temporal_indices(available, self.input.num_frames, mode="stride", step=step)
 
     def windows(
         self,
@@ -538,7 +548,7 @@ class ClipTransform:
         return windows_for(
             self.input,
             duration,
-            self._views_arg,
+            self.plan,
             mode="train" if self.train else "test",
             generator=self.generator,
             video_fps=video_fps,

@@ -4,14 +4,12 @@
   map per output channel, so it folds into the convolution's weight and bias.
 - channels-last 3D memory layout (N, T, H, W, C strides), which oneDNN's and cuDNN's 3D
   convolutions run faster in.
-- reduced precision through autocast (bf16 on CPUs with AVX512-BF16/AMX, bf16/fp16 on CUDA).
 - on Linux/glibc, keeping freed memory for reuse (`keep_freed_memory`): a video model's activations
   are hundreds of MB each, which glibc maps fresh from the kernel and unmaps on every free, so each
   forward pass pays a page fault per 4 KiB page touched; reusing the heap removes that cost.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import ctypes
 import functools
@@ -20,19 +18,6 @@ import sys
 
 import torch
 import torch.nn as nn
-
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_has_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -59,19 +44,6 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def precision_context(precision: str, device: torch.device | str):
-    """An autocast context for `precision` on `device` ("fp32" runs as is)."""
-    device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if device.type == "cpu" and precision == "fp16":
-        raise ValueError("fp16 is for CUDA; on a CPU use --precision bf16")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _conv_bn_pairs(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module]]:

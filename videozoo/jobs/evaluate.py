@@ -25,7 +25,9 @@ import torch.distributed as dist
 from videozoo.data.datasets import VideoList, load_video_list
 from videozoo.models.factory import create_model
 from videozoo.jobs.metrics import plot_confusion, summarize
-from videozoo.engine.predictor import Predictor, load_views
+from videozoo.data.plan import ViewPlan
+from videozoo.engine import Engine, resolve_device
+from videozoo.jobs.records import read_records
 
 log = logging.getLogger("videozoo.jobs.evaluate")
 
@@ -36,16 +38,22 @@ class EvalConfig:
     data: str
     out: str
     weights: str | None = "kinetics400"
-    views: str = "1x1"
+    views: ViewPlan = ViewPlan(1, 1)
     data_root: str | None = None
-    batch_size: int | None = None  # views per forward pass; default: one video's views
+    batch_size: int | None = None  # views per forward pass; default: chosen by the engine
     workers: int = 2
-    precision: str = "fp32"
+    precision: str = "auto"
     device: str = "auto"
     resume: bool = False
     save_view_scores: bool = False
     decoder_threads: int | None = None
     limit: int | None = None  # evaluate only the first N videos
+
+    def __post_init__(self) -> None:
+        self.views = ViewPlan.parse(self.views)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "views": str(self.views)}
 
 
 # -- distributed helpers ------------------------------------------------------------------------------
@@ -62,39 +70,6 @@ def _dist_setup(device: str) -> tuple[int, int]:
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-# -- the dataset of views --------------------------------------------------------------------------
-
-
-class _ViewsDataset(torch.utils.data.Dataset):
-    """Item i -> the decoded, transformed views of video i, or the reason it failed."""
-
-    def __init__(self, videos: VideoList, indices: list[int], transform, threads: int | None, fps: float):
-        self.videos, self.indices, self.transform, self.threads, self.fps = videos, indices, transform, threads, fps
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict:
-        index = self.indices[i]
-        item = self.videos.items[index]
-        try:
-            loaded = load_views(item.path, self.transform, threads=self.threads, frame_fps=self.fps)
-            return {"index": index, "loaded": loaded, "error": None}
-        except Exception as e:  # one bad video never stops the run
-            reason = str(e) if item.path in str(e) else f"{item.path}: {e}"
-            return {"index": index, "loaded": None, "error": f"{type(e).__name__}: {reason}"}
-
-
-def _collate(batch: list[dict]) -> list[dict]:
-    return batch
 
 
 # -- records -------------------------------------------------------------------------------------------
@@ -121,25 +96,12 @@ def _record(index: int, videos: VideoList, pred=None, error: str | None = None, 
     return rec
 
 
-def read_records(path: Path) -> list[dict]:
-    """The complete lines of a predictions file (a line cut by a kill is dropped)."""
-    records = []
-    if not path.exists():
-        return records
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
 # -- the run -------------------------------------------------------------------------------------------
 
 
 def evaluate(cfg: EvalConfig) -> dict | None:
     """Run the evaluation described by `cfg`; returns the metrics (on rank 0; None elsewhere)."""
-    device = _resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     rank, world = _dist_setup(device)
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % max(torch.cuda.device_count(), 1)}"
@@ -159,34 +121,29 @@ def evaluate(cfg: EvalConfig) -> dict | None:
     _barrier()
     done = {r["index"] for p in [final, *out.glob("predictions.rank*.jsonl")] for r in read_records(p)} if cfg.resume else set()
     todo = [i for i in range(rank, total, world) if i not in done]
+    engine = Engine(
+        model, views=cfg.views, device=device, precision=cfg.precision, batch_size=cfg.batch_size,
+        threads=cfg.decoder_threads, inplace=True,
+    )
     if rank == 0:
         with open(out / "config.json", "w") as f:
-            json.dump({**dataclasses.asdict(cfg), "world_size": world, "device": device}, f, indent=2)
+            json.dump({**cfg.to_dict(), "world_size": world, "device": device, "precision_used": engine.precision.name}, f, indent=2)
+        print(f"evaluate: {cfg.model} {engine.plan} views, precision {engine.precision}, "
+              f"{engine.batch_size} views per forward pass, on {device}", file=sys.stderr, flush=True)
 
-    predictor = Predictor(
-        model, views=cfg.views, device=device, precision=cfg.precision, batch_size=cfg.batch_size,
-        threads=cfg.decoder_threads,
-    )
-    data = _ViewsDataset(videos, todo, predictor.transform, cfg.decoder_threads, predictor.spec.input.fps)
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=1, num_workers=cfg.workers, collate_fn=_collate,
-        prefetch_factor=2 if cfg.workers > 0 else None, persistent_workers=False,
-    )
     progress = _Progress(len(todo), enabled=rank == 0)
     # Keep the part file's last line whole: a line cut by a kill would be dropped on resume anyway.
     _repair_tail(part)
     with open(part, "a") as sink:
-        for batch in loader:
-            for entry in batch:
-                if entry["error"] is not None:
-                    rec = _record(entry["index"], videos, error=entry["error"])
-                    log.warning("failed: %s", entry["error"])
-                else:
-                    pred = predictor.predict_views(entry["loaded"])
-                    rec = _record(entry["index"], videos, pred, save_view_scores=cfg.save_view_scores)
-                sink.write(json.dumps(rec) + "\n")
-                sink.flush()
-                progress.step()
+        for result in engine.map([videos.items[i].path for i in todo], workers=cfg.workers, indices=todo):
+            if result.error is not None:
+                rec = _record(result.index, videos, error=result.error)
+                log.warning("failed: %s", result.error)
+            else:
+                rec = _record(result.index, videos, result.prediction, save_view_scores=cfg.save_view_scores)
+            sink.write(json.dumps(rec) + "\n")
+            sink.flush()
+            progress.step()
     progress.close()
 
     _barrier()
@@ -200,8 +157,9 @@ def evaluate(cfg: EvalConfig) -> dict | None:
     for p in out.glob("predictions.rank*.jsonl"):
         p.unlink()
     metrics, cm = summarize(merged, len(classes))
-    metrics.update({"model": cfg.model, "weights": cfg.weights, "views": cfg.views, "world_size": world})
-    metrics["config"] = dataclasses.asdict(cfg)
+    metrics.update({"model": cfg.model, "weights": cfg.weights, "views": str(cfg.views),
+                    "precision": engine.precision.name, "world_size": world})
+    metrics["config"] = cfg.to_dict()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cm is not None:
         try:

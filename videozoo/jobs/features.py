@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from videozoo.data.datasets import VideoItem, VideoList, load_video_list
-from videozoo.jobs.evaluate import _collate, _ViewsDataset, read_records
+from videozoo.data.plan import ViewPlan
+from videozoo.engine import Engine
+from videozoo.jobs.records import read_records
 from videozoo.models.factory import create_model
-from videozoo.engine.predictor import Predictor
 
 
 @dataclass
@@ -29,13 +28,19 @@ class FeatureConfig:
     data: str | None = None
     videos: list[str] | None = None
     weights: str | None = "kinetics400"
-    views: str = "1x1"
+    views: ViewPlan = ViewPlan(1, 1)
     format: str = "npy"  # "npy" | "safetensors"
     workers: int = 2
     batch_size: int | None = None
-    precision: str = "fp32"
+    precision: str = "auto"
     device: str = "cpu"
     resume: bool = False
+
+    def __post_init__(self) -> None:
+        self.views = ViewPlan.parse(self.views)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "views": str(self.views)}
 
 
 def _video_list(cfg: FeatureConfig, classes: list[str] | None) -> VideoList:
@@ -57,32 +62,31 @@ def extract_features(cfg: FeatureConfig) -> dict:
         index_path.unlink(missing_ok=True)
         for p in parts.glob("*.npy"):
             p.unlink()
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     model = create_model(cfg.model, weights=cfg.weights)
     videos = _video_list(cfg, model.class_names)
     done = {r["index"] for r in read_records(index_path) if r.get("error") or (parts / f"{r['index']:07d}.npy").exists()}
     todo = [i for i in range(len(videos)) if i not in done]
-    predictor = Predictor(model, views=cfg.views, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size)
-    data = _ViewsDataset(videos, todo, predictor.transform, None, predictor.spec.input.fps)
-    loader = torch.utils.data.DataLoader(data, batch_size=1, num_workers=cfg.workers, collate_fn=_collate)
+    engine = Engine(model, views=cfg.views, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size,
+                    inplace=True)
+    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "precision_used": engine.precision.name}, indent=2))
     with open(index_path, "a") as index:
-        for batch in loader:
-            for entry in batch:
-                i, item = entry["index"], videos.items[entry["index"]]
-                rec = {"index": i, "video": item.path, "label": item.label, "error": entry["error"]}
-                if entry["error"] is None:
-                    loaded = entry["loaded"]
-                    feats = predictor.feature_views(loaded.views).numpy()  # (V, D)
-                    tmp = parts / f".{i:07d}.tmp.npy"
-                    np.save(tmp, feats)
-                    os.replace(tmp, parts / f"{i:07d}.npy")
-                    rec["clips"] = [
-                        {"start_sec": round(w.start_sec, 6), "end_sec": round(w.end_sec, 6), "crop": c}
-                        for w in loaded.windows for c in range(loaded.crops)
-                    ]
-                index.write(json.dumps(rec) + "\n")
-                index.flush()
+        for result in engine.map([videos.items[i].path for i in todo], workers=cfg.workers, output="features",
+                                 indices=todo):
+            i, item = result.index, videos.items[result.index]
+            rec = {"index": i, "video": item.path, "label": item.label, "error": result.error}
+            if result.error is None:
+                loaded = result.loaded
+                feats = result.output.numpy()  # (V, D)
+                tmp = parts / f".{i:07d}.tmp.npy"
+                np.save(tmp, feats)
+                os.replace(tmp, parts / f"{i:07d}.npy")
+                rec["clips"] = [
+                    {"start_sec": round(w.start_sec, 6), "end_sec": round(w.end_sec, 6), "crop": c}
+                    for w in loaded.windows for c in range(loaded.crops)
+                ]
+            index.write(json.dumps(rec) + "\n")
+            index.flush()
     return _gather(out, cfg.format, len(videos))
 
 

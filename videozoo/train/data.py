@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, Sampler
 
 from videozoo.data.datasets import VideoList
 from videozoo.io import Clip, VideoDecodeError, open_video
-from videozoo.engine.predictor import load_views
+from videozoo.engine.views import load_views
 from videozoo.data.input_config import InputConfig
 from videozoo.data.transforms import RandomHorizontalFlip, transform_for
 

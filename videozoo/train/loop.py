@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from videozoo.data.datasets import VideoList, load_video_list
 from videozoo.models.factory import model_from_checkpoint
-from videozoo.engine.optimize import precision_context
+from videozoo.engine.precision import precision_context
 from videozoo.models.base import VideoClassifier
 from videozoo.data.input_config import InputConfig
 from videozoo.models.spec import ModelSpec

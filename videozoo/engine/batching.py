@@ -1,0 +1,74 @@
+"""How many views go through the model at once.
+
+A forward pass of B views holds a few activations of B views at a time; for slow_r50 one view's
+largest activation (the stem and res2 outputs, 8.4 M values) is 34 MB in fp32, so the 30 views of a
+10x3 evaluation in one pass would need several GB. Throughput on a CPU does not improve past a few
+views per pass, so the engine takes micro-batches sized to a memory budget: the budget divided by an
+estimate of one view's working set (``WORKING_SET_FACTOR`` x its largest activation, measured once
+on a small example).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn as nn
+
+# Live tensors during a residual block: its input, the branch's intermediate, the output, and the
+# convolution's scratch; measured peaks of the zoo's CNNs stay within 4x the largest activation.
+WORKING_SET_FACTOR = 4
+DEFAULT_BUDGET_BYTES = 512 * 2**20
+MAX_AUTO_BATCH = 16
+
+
+def largest_activation_bytes(model: nn.Module, example) -> int:
+    """Bytes of the largest output of any module in one forward pass of ``example`` (per sample)."""
+    largest = 0
+
+    def hook(_module, _inp, out) -> None:
+        nonlocal largest
+        for t in out if isinstance(out, (list, tuple)) else (out,):
+            if isinstance(t, torch.Tensor):
+                largest = max(largest, t.numel() * t.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    batch = (example[0] if isinstance(example, list) else example).shape[0]
+    return largest // max(batch, 1)
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory a batch may use on ``device``: free GPU memory, or the OS's MemAvailable."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_budget(device: torch.device) -> int:
+    """The activation budget: ``VIDEOZOO_BATCH_MEMORY_MB``, else 512 MB (CPU) capped by what is free."""
+    env = os.environ.get("VIDEOZOO_BATCH_MEMORY_MB")
+    if env:
+        return int(float(env) * 2**20)
+    free = available_memory_bytes(device)
+    if device.type == "cuda" and free is not None:
+        return free // 2
+    return min(DEFAULT_BUDGET_BYTES, free // 4) if free else DEFAULT_BUDGET_BYTES
+
+
+def choose_batch_size(per_view_bytes: int, budget_bytes: int, *, limit: int = MAX_AUTO_BATCH) -> int:
+    """Views per forward pass: as many as fit ``budget_bytes`` (at least one, at most ``limit``)."""
+    need = max(per_view_bytes * WORKING_SET_FACTOR, 1)
+    return max(1, min(limit, budget_bytes // need))

@@ -1,0 +1,236 @@
+"""The engine: a model prepared for inference with its own transform, written once for every job.
+
+    engine = Engine.build("slow_r50", weights="kinetics400", views="10x3")
+    engine.predict("archery.mp4").top_k(5)
+
+decode -> views -> batched forward -> scores. Predict, evaluate, features, timeline and serve all
+call it; none of them samples, batches, or handles precision or devices on its own.
+
+- views: a :class:`~videozoo.data.plan.ViewPlan` (``"10x3"`` is parsed once, at the edge).
+- precision: ``auto`` (bf16 only where native, else fp32), ``fp32``, ``bf16``, ``fp16`` (CUDA).
+- batch_size: views per forward pass; by default chosen from one view's measured largest activation
+  and a memory budget (``videozoo.engine.batching``).
+- decoding of many videos runs in worker processes (:meth:`Engine.map`) while the main process
+  runs the model; each worker holds at most one video's views beyond the one in flight.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from videozoo.data.input_config import InputConfig
+from videozoo.data.plan import ViewPlan
+from videozoo.data.transforms import ClipTransform, transform_for
+from videozoo.engine.batching import choose_batch_size, largest_activation_bytes, memory_budget
+from videozoo.engine.optimize import optimize_for_inference, to_channels_last
+from videozoo.engine.precision import Precision, resolve_precision
+from videozoo.engine.prediction import Prediction
+from videozoo.engine.views import VideoViews, Views, count_views, load_views, take_views
+from videozoo.models.base import VideoClassifier
+from videozoo.models.flops import view_input
+from videozoo.models.registry import get_spec
+
+OUTPUTS = ("scores", "features", "logits")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA where available, else CPU; an unusable device is one clear error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: not a device (use cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available here (use cpu or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: there are only {torch.cuda.device_count()} GPU(s)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: MPS (Apple GPU) is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {device}: unsupported device type {dev.type!r}")
+    return dev
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """One video of :meth:`Engine.map`: its position, and the prediction or why it failed."""
+
+    index: int
+    path: str
+    prediction: Prediction | None
+    output: Tensor | None  # (V, D) features or (V, K) logits when asked for instead of scores
+    loaded: VideoViews | None
+    error: str | None
+
+
+class Engine:
+    """A model ready for inference with its own eval transform, precision, device and batching.
+
+    model: a model from :func:`videozoo.create_model` (use :meth:`build` for a registry name).
+    inplace: the engine may fold BatchNorm into the model's own weights (no second copy); set it
+    when the engine owns the model.
+    """
+
+    def __init__(
+        self,
+        model: VideoClassifier,
+        *,
+        views: str | ViewPlan = "1x1",
+        device: str | torch.device = "cpu",
+        precision: str | Precision = "auto",
+        batch_size: int | None = None,
+        optimize: bool = True,
+        threads: int | None = None,
+        inplace: bool = False,
+    ):
+        name = getattr(model, "model_name", None)
+        if name is None:
+            raise ValueError("the model carries no registry name; create it with videozoo.create_model")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        self.model_name: str = name
+        # A fine-tuned checkpoint may carry its own clip configuration.
+        self.input: InputConfig = getattr(model, "input_config", None) or get_spec(name).input
+        self.plan = ViewPlan.parse(views).resolve(self.input)
+        self.transform: ClipTransform = transform_for(self.input, self.plan)
+        self.device = resolve_device(device)
+        # Checked now, so a bad precision fails before any video is decoded.
+        self.precision = resolve_precision(precision, self.device)
+        self.threads = threads
+        self.class_names: list[str] | None = model.class_names
+        model = model.eval().to(self.device)
+        example = self._example(model)
+        if optimize:
+            model = optimize_for_inference(model, example, inplace=inplace)
+        self.model = model
+        with self.precision.autocast():
+            self.view_bytes = largest_activation_bytes(model, to_channels_last(example)) * self._example_scale(model)
+        self.batch_size = batch_size or choose_batch_size(self.view_bytes, memory_budget(self.device))
+
+    @classmethod
+    def build(cls, name: str, *, weights: str | os.PathLike | None = "kinetics400", **kwargs: Any) -> Engine:
+        """Create the registry model ``name`` with ``weights`` and an engine that owns it."""
+        from videozoo.models.factory import create_model
+
+        return cls(create_model(name, weights=weights), inplace=True, **kwargs)
+
+    # -- decode -> views --------------------------------------------------------------------
+    def load(self, path: str | os.PathLike) -> VideoViews:
+        """Decode and transform every view of one video (one decoding pass)."""
+        return load_views(path, self.transform, threads=self.threads, frame_fps=self.input.fps)
+
+    # -- batched forward -> scores ----------------------------------------------------------
+    @torch.inference_mode()
+    def forward(self, views: Views, output: str = "scores") -> Tensor:
+        """(V, K) float32 scores (or (V, D) features, (V, K) logits) of a stack of views."""
+        fn = self._output_fn(output)
+        n = count_views(views)
+        out = []
+        for start in range(0, n, self.batch_size):
+            x = take_views(views, start, start + self.batch_size)
+            x = [v.to(self.device, non_blocking=True) for v in x] if isinstance(x, list) else x.to(self.device, non_blocking=True)
+            with self.precision.autocast():
+                out.append(fn(to_channels_last(x)).float().cpu())
+        return torch.cat(out)
+
+    def predict_views(self, loaded: VideoViews) -> Prediction:
+        t0 = time.perf_counter()
+        view_scores = self.forward(loaded.views)
+        return self._prediction(loaded, view_scores, loaded.decode_seconds + time.perf_counter() - t0)
+
+    def predict(self, path: str | os.PathLike) -> Prediction:
+        return self.predict_views(self.load(path))
+
+    def map(
+        self,
+        paths: Sequence[str | os.PathLike],
+        *,
+        workers: int = 2,
+        output: str = "scores",
+        indices: Sequence[int] | None = None,
+    ) -> Iterator[VideoResult]:
+        """Score (or embed) many videos, decoding in ``workers`` processes while the model runs.
+
+        Yields one :class:`VideoResult` per video in order; a video that cannot be decoded yields
+        its error and the run goes on. ``indices`` labels the results (default 0..n-1).
+        """
+        self._output_fn(output)
+        labels = list(indices) if indices is not None else list(range(len(paths)))
+        data = _DecodeDataset([os.fspath(p) for p in paths], labels, self.transform, self.threads, self.input.fps)
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=None, num_workers=workers, collate_fn=_identity,
+            prefetch_factor=1 if workers > 0 else None,
+        )
+        for item in loader:
+            index, path, loaded, error = item
+            if error is not None:
+                yield VideoResult(index, path, None, None, None, error)
+                continue
+            t0 = time.perf_counter()
+            out = self.forward(loaded.views, output)
+            seconds = loaded.decode_seconds + time.perf_counter() - t0
+            pred = self._prediction(loaded, out, seconds) if output == "scores" else None
+            yield VideoResult(index, path, pred, None if output == "scores" else out, loaded, None)
+
+    # -- internals --------------------------------------------------------------------------
+    def _output_fn(self, output: str) -> Callable[[Views], Tensor]:
+        if output == "scores":
+            return self.model.scores
+        if output == "features":
+            return self.model.forward_features
+        if output == "logits":
+            return self.model
+        raise ValueError(f"unknown engine output {output!r}; choose from {', '.join(OUTPUTS)}")
+
+    def _prediction(self, loaded: VideoViews, view_scores: Tensor, seconds: float) -> Prediction:
+        info: dict[str, Any] = {"short_video": loaded.short}
+        if loaded.lost_frames:
+            info["lost_frames"] = loaded.lost_frames
+        return Prediction(
+            video=loaded.path, scores=view_scores.mean(0), view_scores=view_scores, class_names=self.class_names,
+            views=str(self.plan), precision=self.precision.name, seconds=seconds, info=info,
+        )
+
+    def _fixed_size(self, model: VideoClassifier) -> bool:
+        return bool(getattr(type(model), "fixed_input_size", False))
+
+    def _example(self, model: VideoClassifier) -> Views:
+        # A small crop keeps the BatchNorm-pairing pass cheap (models of one fixed size take theirs).
+        spec = get_spec(self.model_name).replace(input=self.input)
+        return view_input(spec, crop=None if self._fixed_size(model) else 64, device=self.device)
+
+    def _example_scale(self, model: VideoClassifier) -> int:
+        if self._fixed_size(model):
+            return 1
+        return max(1, round((self.input.crop_size / 64) ** 2))
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+class _DecodeDataset(torch.utils.data.Dataset):
+    """Item i -> (label, path, the decoded and transformed views, None) or (label, path, None, error)."""
+
+    def __init__(self, paths: list[str], labels: list[int], transform: ClipTransform, threads: int | None, fps: float):
+        self.paths, self.labels, self.transform, self.threads, self.fps = paths, labels, transform, threads, fps
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        path = self.paths[i]
+        try:
+            return self.labels[i], path, load_views(path, self.transform, threads=self.threads, frame_fps=self.fps), None
+        except Exception as e:  # one bad video never stops the run
+            reason = str(e) if path in str(e) else f"{path}: {e}"
+            return self.labels[i], path, None, f"{type(e).__name__}: {reason}"
