@@ -1,0 +1,160 @@
+"""The engine: view plans, precision choice, micro-batching, and the jobs sharing one path."""
+import json
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+import videozoo
+from videogen import make_video
+from videozoo.data.plan import ViewPlan, ViewPlanError
+from videozoo.engine import Engine, resolve_device, resolve_precision
+from videozoo.engine import precision as precision_mod
+
+MODEL = "x3d_xs"
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return str(make_video(tmp_path_factory.mktemp("v") / "v.mp4", num_frames=60, width=96, height=72, pattern="noise"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return videozoo.create_model(MODEL)
+
+
+# -- view plans ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, clips, crops", [
+    ("1x1", 1, 1), ("10x3", 10, 3), ("5x1", 5, 1), (" 2X3 ", 2, 3), ((4, 3), 4, 3),
+])
+def test_view_plan_parses(text, clips, crops):
+    plan = ViewPlan.parse(text)
+    assert (plan.clips, plan.crops) == (clips, crops) and str(plan) == f"{clips}x{crops}"
+    assert ViewPlan.parse(plan) is plan
+
+
+@pytest.mark.parametrize("text, says", [
+    ("banana", "CLIPSxCROPS"), ("0x3", "at least one clip"), ("10x-1", "1 or 3 crops"), ("10x2", "1 or 3 crops"),
+    ("", "CLIPSxCROPS"), ("3", "CLIPSxCROPS"), ("x3", "CLIPSxCROPS"), ("3x3x3", "CLIPSxCROPS"),
+])
+def test_view_plan_rejects(text, says):
+    with pytest.raises(ViewPlanError, match=says):
+        ViewPlan.parse(text)
+
+
+def test_published_plan_resolves_from_the_input_config():
+    cfg = videozoo.get_spec("slow_r50").input
+    plan = ViewPlan.parse("published")
+    assert not plan.resolved and str(plan) == "published"
+    done = plan.resolve(cfg)
+    assert (done.clips, done.crops) == (cfg.test_clips, cfg.test_crops) and not done.single_view
+    assert ViewPlan(1, 1).single_view and not ViewPlan(1, 1, published=True).single_view
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "X.mp4", "--views", "banana"],
+    ["predict", "X.mp4", "--views", "0x3"],
+    ["predict", "X.mp4", "--views", "10x-1"],
+    ["predict", "X.mp4", "--top-k", "0"],
+    ["predict", "X.mp4", "--batch-size", "-2"],
+    ["predict", "X.mp4", "--precision", "fp8"],
+    ["evaluate", "--data", "d.txt", "--out", "o", "--views", "banana"],
+    ["features", "X.mp4", "--out", "o", "--views", "1x2"],
+])
+def test_bad_arguments_exit_2_with_one_message(argv):
+    proc = subprocess.run([sys.executable, "-m", "videozoo", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "error:" in proc.stderr.splitlines()[-1]
+
+
+# -- precision -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_takes_bf16_only_where_native(monkeypatch, native, expected):
+    monkeypatch.setattr(precision_mod, "cpu_has_bf16", lambda: native)
+    assert resolve_precision("auto", "cpu").name == expected
+
+
+def test_explicit_bf16_on_emulating_cpu_warns_once_with_the_measured_slowdown(monkeypatch):
+    monkeypatch.setattr(precision_mod, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision_mod, "_warned", False)
+    monkeypatch.setattr(precision_mod, "emulated_bf16_slowdown", lambda: 41.7)
+    with pytest.warns(precision_mod.EmulatedPrecisionWarning, match=r"emulated.*42x slower"):
+        assert resolve_precision("bf16", "cpu").name == "bf16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve_precision("bf16", "cpu")  # once only
+
+
+def test_emulated_slowdown_is_measured():
+    assert precision_mod.emulated_bf16_slowdown() > 0
+
+
+@pytest.mark.parametrize("precision, device, says", [("fp16", "cpu", "fp16 is for CUDA"), ("fp64", "cpu", "unknown precision")])
+def test_bad_precision_is_refused(precision, device, says):
+    with pytest.raises(ValueError, match=says):
+        resolve_precision(precision, device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu_is_one_clear_error():
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_precision_is_reported_in_json_results(video, tmp_path, model):
+    from videozoo.weights.checkpoint import save_checkpoint
+
+    weights = save_checkpoint(tmp_path / "w.pth", model.state_dict(), model_name=MODEL)
+    proc = subprocess.run([sys.executable, "-m", "videozoo", "predict", video, "--model", MODEL, "--weights", str(weights),
+                           "--json", "--precision", "fp32"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(proc.stdout.splitlines()[-1])
+    assert entry["precision"] == "fp32" and entry["views"] == "1x1"
+    assert "precision fp32" in proc.stderr
+
+
+# -- batching --------------------------------------------------------------------------------------
+
+def test_micro_batches_give_the_same_scores_as_one_batch(video, model, monkeypatch):
+    whole = Engine(model, views="4x3", precision="fp32", batch_size=12)
+    loaded = whole.load(video)
+    ref = whole.forward(loaded.views)
+    for b in (1, 5):
+        part = Engine(model, views="4x3", precision="fp32", batch_size=b)
+        torch.testing.assert_close(part.forward(loaded.views), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_automatic_batch_size_follows_the_memory_budget(model, monkeypatch):
+    monkeypatch.setenv("VIDEOZOO_BATCH_MEMORY_MB", "4096")
+    big = Engine(model, views="10x3", precision="fp32").batch_size
+    monkeypatch.setenv("VIDEOZOO_BATCH_MEMORY_MB", "1")
+    small = Engine(model, views="10x3", precision="fp32").batch_size
+    assert small == 1 and big > small
+
+
+def test_view_bytes_estimate_matches_slow_r50_res2():
+    # slow_r50's largest activation per view is 256 channels x 8 x 64 x 64 (res2 output), fp32.
+    m = videozoo.create_model("slow_r50")
+    engine = Engine(m, precision="fp32", optimize=False)
+    assert engine.view_bytes == 256 * 8 * 64 * 64 * 4
+
+
+# -- one path for every job ------------------------------------------------------------------------
+
+def test_features_and_scores_come_from_the_same_views(video, model):
+    engine = Engine(model, views="2x3", precision="fp32")
+    loaded = engine.load(video)
+    feats = engine.forward(loaded.views, "features")
+    logits = engine.forward(loaded.views, "logits")
+    head = engine.model.get_classifier()
+    torch.testing.assert_close(head(feats), logits, rtol=1e-4, atol=1e-5)
+    scores = engine.predict_views(loaded)
+    assert scores.view_scores.shape == (6, 400) and scores.views == "2x3" and scores.precision == "fp32"
