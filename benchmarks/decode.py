@@ -2,11 +2,12 @@
 
 Times the 10 clips of a 10x3 evaluation of slow_r50 (64 frames at 30 fps =
 2.133 s per clip, 10 uniformly spaced starts) taken in one pass with
-``get_clips``, the same clips taken one ``get_clip`` at a time, and one full
-decode. Then compares peak memory of one 2-s clip from a long video and from
-a 10-s one (each measured in a fresh process).
+``get_clips``, the same pass keeping only the 8 frames of each window that
+slow_r50 8x8 uses (``select``), the clips taken one ``get_clip`` at a time,
+and one full decode. Then compares peak memory of one 2-s clip from a long
+video and from a 10-s one (each measured in a fresh process).
 
-    python benchmarks/decode.py [--video PATH] [--long-minutes 5]
+    python benchmarks/decode.py [--video PATH] [--long-minutes 5] [--no-memory]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 CLIP_SEC = 64 / 30
+KEEP = 8  # frames slow_r50 8x8 keeps of each 64-frame window
 
 
 def eval_windows(duration: float, n: int = 10):
@@ -46,6 +48,9 @@ def best_of(fn, repeat: int):
 
 
 def time_decoding(path: str, threads, repeat: int):
+    import torch
+
+    from videozoo.data.transforms import temporal_indices
     from videozoo.io import open_video
 
     rows = []
@@ -55,6 +60,15 @@ def time_decoding(path: str, threads, repeat: int):
         def one_pass():
             v.stats.reset()
             clips = v.get_clips(windows)
+            del clips
+            return v.stats.frames_decoded, v.stats.seeks
+
+        def keep8(i: int, pts: torch.Tensor) -> torch.Tensor:
+            return temporal_indices(pts.numel(), KEEP)
+
+        def one_pass_select():
+            v.stats.reset()
+            clips = v.get_clips(windows, select=keep8)
             del clips
             return v.stats.frames_decoded, v.stats.seeks
 
@@ -72,10 +86,11 @@ def time_decoding(path: str, threads, repeat: int):
             return v.stats.frames_decoded, v.stats.seeks
 
         for name, fn in [("10 clips, get_clips (one pass)", one_pass),
+                         (f"10 clips, get_clips, select {KEEP} of 64", one_pass_select),
                          ("10 clips, get_clip x10", separate),
                          ("full decode (decode_all)", full)]:
             t, (frames, seeks) = best_of(fn, repeat)
-            rows.append((name, t, frames, seeks))
+            rows.append((name, t, frames, v.stats.frames_converted, seeks, v.stats.peak_frames_held))
     return rows
 
 
@@ -126,6 +141,7 @@ def main() -> None:
     ap.add_argument("--long-minutes", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=None, help="decoder threads (default: FFmpeg's choice)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-memory", action="store_true", help="only the timings (no long video)")
     ap.add_argument("--_measure", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -143,7 +159,7 @@ def main() -> None:
                                width=640, height=360, gop=60, bframes=True))
         print(f"generated 10-s 640x360 H.264 in {time.perf_counter() - t0:.1f} s")
     long_video = args.long_video
-    if long_video is None:
+    if long_video is None and not args.no_memory:
         t0 = time.perf_counter()
         n = int(args.long_minutes * 60 * 30)
         long_video = str(make_video(os.path.join(tmp, "long.mp4"), codec="h264", fps=30, num_frames=n,
@@ -151,9 +167,11 @@ def main() -> None:
         print(f"generated {args.long_minutes:g}-min 640x360 H.264 in {time.perf_counter() - t0:.1f} s")
 
     print(f"\ncpu cores: {os.cpu_count()}, threads={args.threads}, best of {args.repeat}")
-    print(f"{'task':34s} {'seconds':>8s} {'frames decoded':>15s} {'seeks':>6s}")
-    for name, t, frames, seeks in time_decoding(video, args.threads, args.repeat):
-        print(f"{name:34s} {t:8.3f} {frames:15d} {seeks:6d}")
+    print(f"{'task':36s} {'seconds':>8s} {'decoded':>8s} {'converted':>10s} {'seeks':>6s} {'held':>5s}")
+    for name, t, frames, converted, seeks, held in time_decoding(video, args.threads, args.repeat):
+        print(f"{name:36s} {t:8.3f} {frames:8d} {converted:10d} {seeks:6d} {held:5d}")
+    if args.no_memory:
+        return
 
     print("\none 2-s clip (60 frames, 640x360), fresh process each")
     print(f"{'video':10s} {'file MB':>8s} {'RSS delta MB':>13s} {'peak RSS delta MB':>18s} "

@@ -14,7 +14,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -69,6 +69,10 @@ class Clip:
     pts_sec: float64 tensor ``(T,)`` with each frame's presentation time in
         seconds from the stream start.
     lost: damaged or missing frames inside the window; empty normally.
+    window_pts_sec: float64 tensor ``(N,)``, the timestamps of every frame
+        decoded in the window, ascending. It equals ``pts_sec`` unless the
+        clip was taken with a ``select`` function, which keeps ``T`` of the
+        ``N`` frames.
     """
 
     frames: torch.Tensor
@@ -76,6 +80,11 @@ class Clip:
     start_sec: float
     end_sec: float
     lost: List[LostFrame] = field(default_factory=list)
+    window_pts_sec: Optional[torch.Tensor] = None
+
+    def __post_init__(self) -> None:
+        if self.window_pts_sec is None:
+            self.window_pts_sec = self.pts_sec
 
     @property
     def num_frames(self) -> int:
@@ -107,6 +116,23 @@ class _Window:
     done: bool = False
 
 
+# select(window_index, window_pts_sec (N,) float64) -> positions (K,) in 0..N-1
+Select = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+class _Held:
+    """A decoded frame kept for open windows: the backend's payload until
+    some window selects it, then its planar RGB array (the payload is
+    released, so a frame is never held twice)."""
+
+    __slots__ = ("t", "payload", "rgb")
+
+    def __init__(self, t: float, payload) -> None:
+        self.t = t
+        self.payload = payload
+        self.rgb: Optional[np.ndarray] = None
+
+
 class Video:
     """Base class: window bookkeeping shared by all backends.
 
@@ -129,11 +155,14 @@ class Video:
 
     # -- public API ---------------------------------------------------------
 
-    def get_clip(self, start_sec: float, end_sec: float) -> Clip:
-        """Frames whose timestamps fall in ``[start_sec, end_sec)``."""
-        return self.get_clips([(start_sec, end_sec)])[0]
+    def get_clip(self, start_sec: float, end_sec: float, *, select: Optional[Select] = None) -> Clip:
+        """Frames whose timestamps fall in ``[start_sec, end_sec)``.
 
-    def get_clips(self, windows: Sequence[Tuple[float, float]]) -> List[Clip]:
+        ``select`` is as for :meth:`get_clips` (called with window index 0).
+        """
+        return self.get_clips([(start_sec, end_sec)], select=select)[0]
+
+    def get_clips(self, windows: Sequence[Tuple[float, float]], *, select: Optional[Select] = None) -> List[Clip]:
         """One clip per ``(start_sec, end_sec)`` window, in the given order.
 
         Windows are decoded in forward passes: one seek to the keyframe
@@ -142,11 +171,22 @@ class Video:
         after everything before it has ended is a new pass (seek) started.
         A frame needed by several windows is converted once; the returned
         clips are independent tensors.
+
+        ``select(window_index, pts_sec)`` picks the frames a clip keeps:
+        given the index of the window in ``windows`` and the ``(N,)``
+        float64 timestamps of the frames decoded in it (ascending), it
+        returns the positions ``(K,)`` (0..N-1, any order, repeats allowed)
+        of the frames to keep, in the order the clip holds them. Only
+        those frames are converted to RGB; the others stay in the decoder's
+        format until the window is complete and are then dropped. The clip's
+        ``window_pts_sec`` holds all ``N`` timestamps.
         """
         self._check_open()
         wins = [self._check_window(i, s, e) for i, (s, e) in enumerate(windows)]
         if not wins:
             return []
+        if select is not None and not callable(select):
+            raise TypeError(f"select must be a function (window_index, pts_sec) -> positions, got {select!r}")
         order = sorted(wins, key=lambda w: (w.start, w.end))
         runs: List[List[_Window]] = []
         for w in order:
@@ -157,7 +197,7 @@ class Video:
         clips: List[Optional[Clip]] = [None] * len(wins)
         lost_total: List[LostFrame] = []
         for run in runs:
-            for w, clip in self._decode_run(run):
+            for w, clip in self._decode_run(run, select):
                 clips[w.index] = clip
                 lost_total.extend(x for x in clip.lost if x not in lost_total)
         if lost_total:
@@ -182,13 +222,19 @@ class Video:
                 continue
             t, payload = item
             frames.append(self._to_planar(payload))
+            self.stats.frames_converted += 1
             pts.append(t)
         if not frames:
             raise VideoDecodeError(self.path, "no frame could be decoded")
         last_t = max(pts)
         if last_t + self._frame_interval() * 1.5 < self.duration - 1e-6:
             lost.append(self._ended_early(last_t, self.duration, last_t))
-        clip = self._assemble(frames, pts, -math.inf, math.inf, lost)
+        order = sorted(range(len(pts)), key=pts.__getitem__)
+        clip = Clip(
+            self._stack([frames[i] for i in order]),
+            torch.tensor([pts[i] for i in order], dtype=torch.float64),
+            -math.inf, math.inf, lost,
+        )
         if lost:
             warnings.warn(
                 f"{self.path}: {sum(x.count for x in lost)} frame(s) damaged or missing ({lost[0].reason})",
@@ -253,13 +299,17 @@ class Video:
             raise VideoDecodeError(self.path, f"window {i} [{s}, {e}) ends before the video starts")
         return _Window(i, s, e)
 
-    def _decode_run(self, run: List[_Window]) -> Iterator[Tuple[_Window, Clip]]:
+    def _decode_run(self, run: List[_Window], select: Optional[Select]) -> Iterator[Tuple[_Window, Clip]]:
         """Decode one forward pass covering ``run`` (sorted by start)."""
         self.stats.passes += 1
         first = run[0].start
         last_end = max(w.end for w in run)
-        # Decoded frames still needed by an unfinished window: (t, (3,H,W)).
-        held: List[Tuple[float, np.ndarray]] = []
+        # Without a selection every frame of a window is kept, so it is
+        # converted as it arrives; with one, conversion waits for the
+        # window to complete and covers only the selected frames.
+        eager = select is None
+        # Decoded frames still needed by an unfinished window, in decoding order.
+        held: List[_Held] = []
         lost: List[LostFrame] = []
         pending = list(run)
         last_t = -math.inf
@@ -275,24 +325,33 @@ class Video:
             still = []
             for w in pending:
                 if t >= w.end:
-                    yield w, self._window_clip(w, held, lost)
+                    yield w, self._window_clip(w, held, lost, select)
                 else:
                     still.append(w)
             pending = still
             if any(w.start <= t < w.end for w in pending):
-                held.append((t, self._to_planar(payload)))
-                self.stats.frames_converted += 1
+                entry = _Held(t, payload)
+                if eager:
+                    self._convert(entry)
+                held.append(entry)
             # Frames before every remaining window's start are not needed.
             low = min((w.start for w in pending), default=math.inf)
-            if held and held[0][0] < low:
-                held = [x for x in held if x[0] >= low]
+            if held and held[0].t < low:
+                held = [x for x in held if x.t >= low]
             self.stats.peak_frames_held = max(self.stats.peak_frames_held, len(held))
         else:
             # The stream ended before the last window's end.
             if pending and last_t + self._frame_interval() * 1.5 < min(last_end, self.duration) - 1e-6:
                 lost.append(self._ended_early(max(last_t, first), min(last_end, self.duration), last_t))
         for w in pending:
-            yield w, self._window_clip(w, held, lost)
+            yield w, self._window_clip(w, held, lost, select)
+
+    def _convert(self, entry: _Held) -> np.ndarray:
+        if entry.rgb is None:
+            entry.rgb = self._to_planar(entry.payload)
+            entry.payload = None
+            self.stats.frames_converted += 1
+        return entry.rgb
 
     def _ended_early(self, since: float, until: float, last_t: float) -> LostFrame:
         return LostFrame(
@@ -309,28 +368,59 @@ class Video:
     def _frame_interval(self) -> float:
         return 1.0 / self.fps if self.fps and self.fps > 0 else 0.04
 
-    def _window_clip(self, w: _Window, held, lost: List[LostFrame]) -> Clip:
-        sel = [(t, x) for t, x in held if w.start <= t < w.end]
+    def _window_clip(self, w: _Window, held: List[_Held], lost: List[LostFrame], select: Optional[Select]) -> Clip:
+        # Stable sort: the window's frames by presentation time.
+        sel = sorted((x for x in held if w.start <= x.t < w.end), key=lambda x: x.t)
         lost_here = [x for x in lost if x.span[0] < w.end and x.span[1] > w.start]
         if not sel:
             why = f"; {lost_here[0].reason}" if lost_here else ""
             raise VideoDecodeError(self.path, f"no frame decoded in window [{w.start}, {w.end}){why}")
         w.done = True
-        return self._assemble([x for _, x in sel], [t for t, _ in sel], w.start, w.end, lost_here)
+        window_pts = torch.tensor([x.t for x in sel], dtype=torch.float64)
+        if select is None:
+            positions = list(range(len(sel)))
+        else:
+            positions = self._positions(select, w, window_pts)
+        frames = [self._convert(sel[p]) for p in positions]
+        pts = torch.tensor([sel[p].t for p in positions], dtype=torch.float64)
+        return Clip(
+            self._stack(frames), pts, w.start, w.end, lost_here,
+            window_pts_sec=window_pts if select is not None else pts,
+        )
 
-    def _assemble(self, frames, pts, start, end, lost) -> Clip:
+    def _positions(self, select: Select, w: _Window, window_pts: torch.Tensor) -> List[int]:
+        """Validated positions returned by ``select`` for window ``w``."""
+        n = int(window_pts.numel())
+        where = f"window {w.index} [{w.start}, {w.end})"
+        out = select(w.index, window_pts.clone())
+        try:
+            pos = torch.as_tensor(out)
+        except Exception:
+            raise ValueError(f"{self.path}: select returned {type(out).__name__} for {where}, "
+                             f"expected a 1-D tensor of frame positions") from None
+        if pos.dim() != 1 or pos.dtype.is_floating_point or pos.dtype.is_complex or pos.dtype == torch.bool:
+            raise ValueError(f"{self.path}: select returned a {pos.dtype} tensor of shape {tuple(pos.shape)} "
+                             f"for {where}, expected a 1-D integer tensor of frame positions")
+        if pos.numel() and (int(pos.min()) < 0 or int(pos.max()) >= n):
+            bad = int(pos.min()) if int(pos.min()) < 0 else int(pos.max())
+            raise ValueError(f"{self.path}: select returned position {bad} for {where}, "
+                             f"which holds {n} decoded frame(s) (positions 0..{n - 1})")
+        return pos.tolist()
+
+    def _stack(self, frames: List[np.ndarray]) -> torch.Tensor:
+        """Planar ``(3, H, W)`` frames -> ``(3, T, H', W')`` uint8, rotated."""
+        if not frames:
+            return torch.empty((3, 0, self.height, self.width), dtype=torch.uint8)
         # Built with numpy: plain block copies, no intra-op thread pool
         # (torch's parallel copy is slower for this and suffers badly when
         # DataLoader workers already occupy the cores).
-        order = sorted(range(len(pts)), key=pts.__getitem__)
-        h, w_ = frames[0].shape[1:]
-        out = np.empty((3, len(frames), h, w_), dtype=np.uint8)
-        for j, i in enumerate(order):
-            out[:, j] = frames[i]
+        h, w = frames[0].shape[1:]
+        out = np.empty((3, len(frames), h, w), dtype=np.uint8)
+        for j, f in enumerate(frames):
+            out[:, j] = f
         if self._rotation_k:
             out = np.ascontiguousarray(np.rot90(out, self._rotation_k, axes=(2, 3)))
-        ts = torch.tensor([pts[i] for i in order], dtype=torch.float64)
-        return Clip(torch.from_numpy(out), ts, float(start), float(end), list(lost))
+        return torch.from_numpy(out)
 
 
 # ---------------------------------------------------------------------------
