@@ -112,8 +112,8 @@ class Engine:
         if optimize:
             model = optimize_for_inference(model, example, inplace=inplace)
         self.model = model
-        with self.precision.autocast():
-            self.view_bytes = largest_activation_bytes(model, to_channels_last(example)) * self._example_scale(model)
+        # Counted in float32 even under bf16: autocast keeps float32 copies of some tensors alive.
+        self.view_bytes = largest_activation_bytes(model, to_channels_last(example)) * self._example_scale(model)
         self.batch_size = batch_size or choose_batch_size(self.view_bytes, memory_budget(self.device))
 
     @classmethod

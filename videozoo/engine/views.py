@@ -57,9 +57,9 @@ def load_views(
         def select(_: int, pts_sec: Tensor) -> Tensor:
             return transform.select_frames(len(pts_sec), pts_sec, video_fps)
 
-        clips = video.get_clips([(w.start_sec, w.end_sec) for w in windows])
-    kept = [c.frames.index_select(1, select(i, c.pts_sec)) for i, c in enumerate(clips)]  # (C, T, H, W) each
-    per_clip = [transform(k, video_fps=video_fps, presampled=True) for k in kept]  # (crops, C, T, h, w) each
+        # Only the frames each view keeps are converted to RGB, in the order the model takes them.
+        clips = video.get_clips([(w.start_sec, w.end_sec) for w in windows], select=select)
+    per_clip = [transform(c, video_fps=video_fps, presampled=True) for c in clips]  # (crops, C, T, h, w) each
     views = stack_views(per_clip)
     return VideoViews(
         path=str(path),
