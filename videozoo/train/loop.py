@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from videozoo.data.datasets import VideoList, load_video_list
-from videozoo.models.factory import model_from_checkpoint
+from videozoo.models.factory import model_from_checkpoint, save_model
 from videozoo.engine.optimize import precision_context
 from videozoo.models.base import VideoClassifier
 from videozoo.data.input_config import InputConfig
@@ -44,7 +44,7 @@ from videozoo.train.data import Batch, ClipDataset, ResumableSampler, collate_cl
 from videozoo.train.report import Progress, RunReport, log
 from videozoo.train.schedule import LRSchedule, ScheduleSpec
 from videozoo.weights import hub
-from videozoo.weights.checkpoint import read_checkpoint, save_checkpoint
+from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 
 CHECKPOINT = "checkpoint_last.pth"
 FINAL_MODEL = "model.pth"
@@ -182,16 +182,17 @@ def resolve_input(base: InputConfig, cfg: TrainConfig) -> InputConfig:
 
 
 def arch_overrides(spec: ModelSpec, cfg: TrainConfig, input_config: InputConfig) -> dict[str, Any]:
-    """Keyword arguments to lay over the registry's arch: the config's `arch`, plus the clip length
-    and training crop where the family class takes them (they fix the head's pooling window)."""
+    """Keyword arguments to lay over the registry's (or a pretrained checkpoint's) arch: the config's
+    `arch`, plus the clip length and training crop where the family class takes them (they fix the
+    head's pooling window, and must be the clip's whatever the checkpoint was trained on)."""
     params = inspect.signature(spec.cls.__init__).parameters
     accepted = [p for p in params if p not in ("self", "num_classes")]
     overrides = dict(cfg.arch)
     if cfg.dropout is not None:
         overrides["dropout"] = cfg.dropout
-    if "num_frames" in params and "num_frames" not in overrides and input_config.num_frames != spec.input.num_frames:
+    if "num_frames" in params and "num_frames" not in overrides:
         overrides["num_frames"] = input_config.num_frames
-    if "crop_size" in params and "crop_size" not in overrides and input_config.train_crop_size != spec.input.train_crop_size:
+    if "crop_size" in params and "crop_size" not in overrides:
         overrides["crop_size"] = input_config.train_crop_size
     unknown = sorted(set(overrides) - set(accepted))
     if unknown:
@@ -207,30 +208,20 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively, for YAML and weights-only checkpoints."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def build_model(spec: ModelSpec, cfg: TrainConfig, overrides: dict[str, Any], class_names: list[str]) -> tuple[VideoClassifier, str]:
     """The model to train and a line saying where its weights come from.
 
-    Pretrained weights are loaded into the (overridden) architecture; the classifier is replaced
-    unless the checkpoint's class names are exactly the dataset's.
+    Pretrained weights are loaded into the checkpoint's architecture with the overrides laid over
+    it; the classifier is replaced unless the checkpoint's class names are exactly the dataset's.
     """
-    sized = spec.replace(arch={**spec.arch, **overrides})
     if cfg.weights is None:
-        model = sized.build(num_classes=len(class_names))
+        model = spec.build(num_classes=len(class_names), **overrides)
         return model, "random initialisation"
     if cfg.weights in spec.weights:
         path = hub.fetch(spec.weights[cfg.weights])
     else:
         path = Path(cfg.weights)
-    model = model_from_checkpoint(sized, read_checkpoint(path))
+    model = model_from_checkpoint(spec, read_checkpoint(path), arch=overrides)
     pretrained = list(model.class_names) if model.class_names is not None else None
     if pretrained == list(class_names):
         return model, f"{cfg.weights} (classifier kept: same {len(class_names)} classes)"
@@ -355,7 +346,7 @@ class _Trainer:
         train_list = load_video_list(cfg.data, classes=_read_classes(cfg))
         self.class_names = list(train_list.classes)
         val_list = load_video_list(cfg.val_data, classes=self.class_names) if cfg.val_data else None
-        if resume_state is not None and resume_state["class_names"] != self.class_names:
+        if resume_state is not None and resume_state.class_names != self.class_names:
             raise ValueError(f"{self.ckpt_path}: trained on other classes than {cfg.data} now holds")
 
         self.input = resolve_input(self.spec.input, cfg)
@@ -369,6 +360,7 @@ class _Trainer:
         log(f"{cfg.model}: {origin}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", enabled=self.procs.main)
         model.class_names = list(self.class_names)
         model.model_name = self.spec.name
+        model.input_config = self.input
         if cfg.sync_bn and self.procs.active:
             if self.device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -423,7 +415,7 @@ class _Trainer:
         if self.procs.main:
             cfg.save(self.out / CONFIG_FILE)
 
-    def _load_resume_state(self) -> dict | None:
+    def _load_resume_state(self) -> Checkpoint | None:
         cfg = self.cfg
         if not cfg.resume:
             if self.ckpt_path.exists():
@@ -432,8 +424,10 @@ class _Trainer:
         if not self.ckpt_path.exists():
             log(f"--resume: no {self.ckpt_path} yet; starting from the beginning", enabled=self.procs.main)
             return None
-        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
-        saved = config_from_dict(state["config"], source=str(self.ckpt_path))
+        state = read_checkpoint(self.ckpt_path)
+        if state.meta is None or state.meta.training is None or "train_state" not in state.extra:
+            raise CheckpointError(f"{self.ckpt_path}: not a training checkpoint (no settings or training state to resume)")
+        saved = config_from_dict(state.meta.training, source=str(self.ckpt_path))
         differences = resume_differences(saved, cfg)
         if differences:
             raise ValueError(f"{self.ckpt_path} was trained with other settings:\n  " + "\n  ".join(differences))
@@ -469,9 +463,9 @@ class _Trainer:
             persistent_workers=False,
         )
 
-    def _restore(self, state: dict) -> list[dict]:
-        ts = state["train_state"]
-        self.model.load_state_dict(state["state_dict"])
+    def _restore(self, state: Checkpoint) -> list[dict]:
+        ts = state.extra["train_state"]
+        self.model.load_state_dict(state.state_dict)
         self.optimizer.load_state_dict(ts["optimizer"])
         self.schedule.load_state_dict(ts["schedule"])
         self.scaler.load_state_dict(ts["scaler"])
@@ -491,13 +485,6 @@ class _Trainer:
         return list(ts["history"])
 
     # -- checkpoints ------------------------------------------------------------------------
-    def _extra(self) -> dict[str, Any]:
-        return {
-            "arch": _plain(self.overrides),
-            "input": _plain(dataclasses.asdict(self.input)),
-            "config": self.cfg.to_dict(),
-        }
-
     def _save_checkpoint(self, epoch: int, batch: int, partial: _EpochSums) -> None:
         # Every process's RNG state, so each continues its own dropout stream.
         rngs = self.procs.gather(_rng_state())
@@ -515,13 +502,7 @@ class _Trainer:
             "rng": rngs,
             "world_size": self.procs.world_size,
         }
-        save_checkpoint(
-            self.ckpt_path,
-            self.model.state_dict(),
-            model_name=self.spec.name,
-            class_names=self.class_names,
-            extra={**self._extra(), "train_state": train_state},
-        )
+        save_model(self.model, self.ckpt_path, training=self.cfg.to_dict(), extra={"train_state": train_state})
 
     # -- steps ------------------------------------------------------------------------------
     def _to_device(self, inputs):
@@ -696,12 +677,11 @@ class _Trainer:
 
         model_path = None
         if not interrupted and self.procs.main:
-            model_path = save_checkpoint(
+            model_path = save_model(
+                self.model,
                 self.out / FINAL_MODEL,
-                self.model.state_dict(),
-                model_name=self.spec.name,
-                class_names=self.class_names,
-                extra={**self._extra(), "metrics": self.report.rows[-1] if self.report.rows else {}},
+                training=self.cfg.to_dict(),
+                extra={"metrics": self.report.rows[-1] if self.report.rows else {}},
             )
             log(f"saved {model_path}", enabled=True)
         self.report.close()
