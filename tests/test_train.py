@@ -21,7 +21,7 @@ from videozoo.data.synth import make_dataset
 from videozoo.train import TrainConfig, add_cli_arguments, config_from_args, load_config, train
 from videozoo.train.config import config_from_dict
 from videozoo.train.data import ClipDataset, Skipped, collate_clips, sample_generator
-from videozoo.train.loop import resolve_input
+from videozoo.train.model import resolve_input
 from videozoo.train.schedule import ScheduleSpec
 from videozoo.weights.checkpoint import read_checkpoint
 
