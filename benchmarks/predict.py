@@ -118,13 +118,11 @@ def forward_rate(name: str, views: str, precision: str, video: Path, model) -> d
 
 def startup_seconds(name: str, tmp: Path, repeat: int) -> float:
     """Process start to the first forward pass, with the checkpoint already on disk."""
-    from videozoo import create_model
-    from videozoo.weights.checkpoint import save_checkpoint
+    from videozoo import create_model, save_model
 
     ckpt = tmp / f"{name}.safetensors"
     if not ckpt.exists():
-        model = create_model(name)
-        save_checkpoint(ckpt, model.state_dict(), model_name=name, class_names=model.class_names)
+        save_model(create_model(name), ckpt)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = [float(run_measured([sys.executable, "-c", STARTUP_SCRIPT, name, str(ckpt)], env)[2].strip()) for _ in range(repeat)]
     return min(runs)

@@ -9,7 +9,7 @@ import videozoo
 from fixtures_util import FIXTURES, fixture_input, load_fixture, write_official_checkpoint
 from videogen import make_video
 from videozoo.data.datasets import DatasetSpecError, load_video_list
-from videozoo.weights.checkpoint import read_checkpoint, save_checkpoint
+from videozoo.weights.checkpoint import read_checkpoint
 
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="reference fixtures not found")
@@ -28,6 +28,45 @@ def test_convert_caffe2_pickle_infers_the_model_and_keeps_outputs(tmp_path, suff
         a = videozoo.create_model("i3d_r50_32x2", weights=str(src))(x)
         b = videozoo.create_model("i3d_r50_32x2", weights=str(dst))(x)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_converted_finetuned_checkpoint_keeps_its_architecture_clip_and_outputs(tmp_path):
+    """A width-8 I3D trained on 4-frame 32-pixel clips, converted both ways, is the same model."""
+    from videozoo.cli import main
+    from videozoo.train import TrainConfig, train
+
+    lines = []
+    for i, label in enumerate(["left", "right", "left", "right"]):
+        video = make_video(tmp_path / f"v{i}.mp4", num_frames=20, width=40, height=32, pattern="noise", seed=i)
+        lines.append(f"{video} {label}\n")
+    (tmp_path / "train.txt").write_text("".join(lines))
+    cfg = TrainConfig(
+        model="i3d_r50", data=str(tmp_path / "train.txt"), out=str(tmp_path / "run"), epochs=1, batch_size=2,
+        num_workers=0, lr=0.1, warmup_epochs=0, arch={"width": 8}, num_frames=4, sampling_rate=2, fps=15,
+        crop_size=32, short_side=32, progress="none", tensorboard=False, plot=False,
+    )
+    trained = train(cfg)
+    original = videozoo.create_model("i3d_r50", weights=trained.model_path)
+    assert original.arch["width"] == 8 and original.input_config.num_frames == 4
+    x = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = original(x)
+    for suffix in (".pth", ".safetensors"):
+        dst = tmp_path / f"converted{suffix}"
+        assert main(["convert", str(trained.model_path), str(dst)]) == 0
+        meta = read_checkpoint(dst).meta
+        assert meta.model == "i3d_r50" and meta.arch["width"] == 8 and meta.num_classes == 2
+        assert meta.training["arch"] == {"width": 8}  # the run's settings travel too
+        converted = videozoo.create_model("i3d_r50", weights=str(dst))
+        assert converted.class_names == ["left", "right"] == original.class_names
+        assert converted.input_config == original.input_config
+        with torch.inference_mode():
+            got = converted(x)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        assert torch.equal(got.argmax(dim=1), want.argmax(dim=1))
+    # The torch file is a plain-data dict that loads without unpickling code.
+    plain = torch.load(tmp_path / "converted.pth", weights_only=True)
+    assert plain["videozoo_meta"]["input"]["num_frames"] == 4
 
 
 def test_convert_refuses_an_ambiguous_or_unknown_checkpoint(tmp_path, capsys):
@@ -71,7 +110,7 @@ def test_features_per_clip_and_video_resumable(tmp_path):
     from videozoo.jobs.features import FeatureConfig, extract_features
 
     torch.manual_seed(0)
-    weights = save_checkpoint(tmp_path / "w.pth", videozoo.create_model("x3d_xs").state_dict(), model_name="x3d_xs")
+    weights = videozoo.save_model(videozoo.create_model("x3d_xs"), tmp_path / "w.pth")
     videos = [str(make_video(tmp_path / f"v{i}.mp4", num_frames=40, width=80, height=64, pattern="noise", seed=i)) for i in range(3)]
     (tmp_path / "bad.mp4").write_bytes(b"junk")
     cfg = FeatureConfig(model="x3d_xs", out=str(tmp_path / "f"), videos=videos[:2] + [str(tmp_path / "bad.mp4")] + videos[2:],

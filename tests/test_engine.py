@@ -110,9 +110,7 @@ def test_cuda_without_gpu_is_one_clear_error():
 
 
 def test_precision_is_reported_in_json_results(video, tmp_path, model):
-    from videozoo.weights.checkpoint import save_checkpoint
-
-    weights = save_checkpoint(tmp_path / "w.pth", model.state_dict(), model_name=MODEL)
+    weights = videozoo.save_model(model, tmp_path / "w.pth")
     proc = subprocess.run([sys.executable, "-m", "videozoo", "predict", video, "--model", MODEL, "--weights", str(weights),
                            "--json", "--precision", "fp32"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -12,7 +12,6 @@ import torch
 import videozoo
 from videogen import make_video
 from videozoo.jobs.evaluate import EvalConfig, evaluate, read_records
-from videozoo.weights.checkpoint import save_checkpoint
 
 MODEL = "x3d_xs"  # the cheapest model of the zoo: 0.9 GFLOPs per view
 LABELS = ["abseiling", "air drumming", "archery", "bowling", "zumba"]
@@ -22,7 +21,7 @@ LABELS = ["abseiling", "air drumming", "archery", "bowling", "zumba"]
 def weights(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "x3d_xs.pth"
-    return str(save_checkpoint(path, videozoo.create_model(MODEL).state_dict(), model_name=MODEL))
+    return str(videozoo.save_model(videozoo.create_model(MODEL), path))
 
 
 @pytest.fixture(scope="module")

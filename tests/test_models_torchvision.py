@@ -4,7 +4,6 @@ import torch.nn.functional as F
 
 import videozoo
 from videozoo.models.registry import get_spec
-from videozoo.weights.checkpoint import save_checkpoint
 
 
 def _layer4_time(name: str, frames: int) -> int:
@@ -55,6 +54,6 @@ def test_s3d_torchvision_head_conversion_and_positions(tmp_path):
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
 
     # videozoo's own files hold the flattened classifier and load back unchanged.
-    own = save_checkpoint(tmp_path / "s3d.safetensors", loaded.state_dict(), model_name="s3d")
+    own = videozoo.save_model(loaded, tmp_path / "s3d.safetensors")
     again = videozoo.create_model("s3d", weights=str(own))
     torch.testing.assert_close(again.get_classifier().weight, loaded.get_classifier().weight)

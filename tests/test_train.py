@@ -21,9 +21,9 @@ from videozoo.data.synth import make_dataset
 from videozoo.train import TrainConfig, add_cli_arguments, config_from_args, load_config, train
 from videozoo.train.config import config_from_dict
 from videozoo.train.data import ClipDataset, Skipped, collate_clips, sample_generator
-from videozoo.train.loop import resolve_input
+from videozoo.train.model import resolve_input
 from videozoo.train.schedule import ScheduleSpec
-from videozoo.weights.checkpoint import read_checkpoint, save_checkpoint
+from videozoo.weights.checkpoint import read_checkpoint
 
 TINY_ARCH = {"width_factor": 0.5, "depth_factor": 0.5, "head_width": 32}
 CLASSES = ("move_left", "move_right", "zoom_in")
@@ -219,8 +219,9 @@ def test_accumulation_matches_a_larger_batch(synth, tmp_path):
 
 def test_finetune_keeps_class_names_and_skips_bad_videos(synth, tmp_path, capsys):
     # A "pretrained" 400-class checkpoint of the registry's architecture.
-    pretrained = videozoo.create_model("x3d_xs").state_dict()
-    ckpt = save_checkpoint(tmp_path / "k400.pth", pretrained, model_name="x3d_xs")
+    k400 = videozoo.create_model("x3d_xs")
+    pretrained = k400.state_dict()
+    ckpt = videozoo.save_model(k400, tmp_path / "k400.pth")
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 2048)
     train_list = tmp_path / "train.txt"

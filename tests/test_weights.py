@@ -14,6 +14,7 @@ from videozoo.weights.sources import WeightSource
 from videozoo.models.registry import get_spec
 from videozoo.weights import hub
 from videozoo.weights.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from videozoo.weights.meta import CheckpointMeta
 from videozoo.weights.safe_pickle import UnsafePickleError
 
 SMALL = "r3d_18"  # the smallest full model with a plain torchvision state dict
@@ -75,7 +76,7 @@ def test_strict_loading_lists_every_problem(tmp_path):
 
 def test_num_classes_replaces_head_and_keeps_backbone(tmp_path):
     model = videozoo.create_model(SMALL)
-    path = save_checkpoint(tmp_path / "m.safetensors", model.state_dict(), model_name=SMALL)
+    path = videozoo.save_model(model, tmp_path / "m.safetensors")
     tuned = videozoo.create_model(SMALL, weights=str(path), num_classes=5)
     assert tuned.num_classes == 5 and tuned.class_names is None
     torch.testing.assert_close(tuned.state_dict()["layer4.1.conv2.0.weight"], model.state_dict()["layer4.1.conv2.0.weight"])
@@ -87,11 +88,159 @@ def test_class_names_and_model_name_travel_with_checkpoints(tmp_path):
     model = videozoo.create_model(SMALL, num_classes=3)
     names = ["left", "right", "up"]
     for suffix in (".pth", ".safetensors"):
-        path = save_checkpoint(tmp_path / f"m{suffix}", model.state_dict(), model_name=SMALL, class_names=names)
+        meta = CheckpointMeta(model=SMALL, class_names=names, num_classes=3)
+        path = save_checkpoint(tmp_path / f"m{suffix}", model.state_dict(), meta=meta)
         again = videozoo.create_model(SMALL, weights=str(path))
         assert again.class_names == names
         with pytest.raises(CheckpointError, match="not 'mc3_18'"):
             videozoo.create_model("mc3_18", weights=str(path))
+
+
+# -- the checkpoint record ----------------------------------------------------------------------
+
+
+def _small_i3d():
+    """A fine-tuned-like model: width 8, a 4-frame 32-pixel clip, two classes."""
+    import dataclasses
+
+    spec = get_spec("i3d_r50")
+    model = spec.build(num_classes=2, width=8, num_frames=4, crop_size=32)
+    model.model_name, model.class_names = "i3d_r50", ["a", "b"]
+    model.input_config = dataclasses.replace(spec.input, num_frames=4, crop_size=32, train_crop_size=32, short_side=32)
+    return model.eval()
+
+
+def test_record_round_trips_and_rebuilds_the_model(tmp_path):
+    from videozoo.models.factory import checkpoint_meta
+
+    model = _small_i3d()
+    meta = checkpoint_meta(model, training={"epochs": 3, "arch": {"width": 8}})
+    assert CheckpointMeta.from_dict(meta.to_dict(), source="x") == meta
+    assert CheckpointMeta.from_json(meta.to_json(), source="x") == meta
+    assert meta.videozoo_version == videozoo.__version__ and meta.input.mean == (0.45, 0.45, 0.45)
+    x = torch.randn(1, 3, 4, 32, 32)
+    for suffix in (".pth", ".safetensors"):
+        path = videozoo.save_model(model, tmp_path / f"m{suffix}", training=meta.training)
+        assert read_checkpoint(path).meta == meta
+        again = videozoo.create_model("i3d_r50", weights=path)
+        assert again.arch == model.arch and again.input_config == model.input_config and again.class_names == ["a", "b"]
+        with torch.inference_mode():
+            torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+
+
+def test_files_written_before_the_record_still_load(tmp_path):
+    import dataclasses
+    import json
+
+    from safetensors.torch import save_file
+
+    model = _small_i3d()
+    state = model.state_dict()
+    # As training wrote model.pth: arch overrides and the clip as lists, the settings under "config".
+    old = tmp_path / "old.pth"
+    plain_input = json.loads(json.dumps(dataclasses.asdict(model.input_config)))
+    torch.save({"videozoo": 1, "model": "i3d_r50", "state_dict": state, "class_names": ["a", "b"],
+                "arch": {"width": 8, "num_frames": 4, "crop_size": 32}, "input": plain_input,
+                "config": {"epochs": 2}, "metrics": {"val_acc": 50.0}}, old)
+    ckpt = read_checkpoint(old)
+    assert ckpt.meta.training == {"epochs": 2} and ckpt.extra == {"metrics": {"val_acc": 50.0}}
+    assert ckpt.meta.videozoo_version is None
+    again = videozoo.create_model("i3d_r50", weights=old)
+    assert again.arch["width"] == 8 and again.input_config == model.input_config and again.class_names == ["a", "b"]
+    # Safetensors with the model name and class names only: the registry's architecture.
+    full = videozoo.create_model("x3d_xs", num_classes=2)
+    old_st = tmp_path / "old.safetensors"
+    save_file(full.state_dict(), str(old_st), metadata={"format": "pt", "model": "x3d_xs", "class_names": '["a", "b"]'})
+    again = videozoo.create_model("x3d_xs", weights=old_st)
+    assert again.class_names == ["a", "b"] and again.input_config == get_spec("x3d_xs").input
+
+
+def _broken(meta: dict, field: str, value) -> dict:
+    meta = {**meta, "input": dict(meta["input"])}
+    if field.startswith("input."):
+        key = field[len("input."):]
+        if value is _DROP:
+            meta["input"].pop(key)
+        else:
+            meta["input"][key] = value
+    else:
+        meta[field] = value
+    return meta
+
+
+_DROP = object()
+BROKEN_RECORDS = [
+    # (field, value, words the error must hold besides the file name)
+    ("record", 99, "videozoo_meta.record: layout 99 was written by a newer videozoo"),
+    ("record", "one", "videozoo_meta.record"),
+    ("model", 3, "videozoo_meta.model"),
+    ("model", "", "videozoo_meta.model"),
+    ("arch", [8], "videozoo_meta.arch"),
+    ("input", "clip", "videozoo_meta.input"),
+    ("input.num_frames", "eight", "videozoo_meta.input.num_frames: expected an integer"),
+    ("input.mean", [0.5, 0.5], "videozoo_meta.input.mean"),
+    ("input.resize", "big", "videozoo_meta.input.resize"),
+    ("input.crop_size", _DROP, "missing field(s) crop_size"),
+    ("input.zoom", 2, "unknown field(s) zoom"),
+    ("class_names", [1, 2], "videozoo_meta.class_names"),
+    ("class_names", ["a", "b", "c"], "videozoo_meta.class_names: 3 names for 2 classes"),
+    ("num_classes", 0, "videozoo_meta.num_classes"),
+    ("training", "fast", "videozoo_meta.training"),
+    ("videozoo_version", 1, "videozoo_meta.videozoo_version"),
+    ("colour", "red", "unknown field(s) colour"),
+]
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+@pytest.mark.parametrize("field,value,words", BROKEN_RECORDS, ids=[f"{f}={v!r}" for f, v, _ in BROKEN_RECORDS])
+def test_a_broken_record_names_the_file_and_field(tmp_path, suffix, field, value, words):
+    import json
+
+    from safetensors.torch import save_file
+
+    from videozoo.models.factory import checkpoint_meta
+
+    record = _broken(checkpoint_meta(_small_i3d()).to_dict(), field, value)
+    state = {"w": torch.zeros(2)}
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".pth":
+        torch.save({"videozoo": 2, "state_dict": state, "videozoo_meta": record}, path)
+    else:
+        save_file(state, str(path), metadata={"format": "pt", "videozoo_meta": json.dumps(record)})
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(path)
+    assert str(path) in str(e.value) and words in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        ({"num_classes": 3, "class_names": None}, "videozoo_meta.num_classes is 3, but the classifier has 2 outputs"),
+        ({"arch": {"width": 8, "wings": 2}}, "videozoo_meta.arch: PooledResNet3d (i3d_r50) takes no argument(s) wings"),
+        ({"model": "slow_r50"}, "holds weights of 'slow_r50', not 'i3d_r50'"),
+    ],
+)
+def test_a_record_that_does_not_fit_the_weights_is_refused(tmp_path, change, words):
+    import dataclasses
+
+    from videozoo.models.factory import checkpoint_meta
+
+    model = _small_i3d()
+    meta = dataclasses.replace(checkpoint_meta(model), **change)
+    path = save_checkpoint(tmp_path / "m.pth", model.state_dict(), meta=meta)
+    with pytest.raises(CheckpointError) as e:
+        videozoo.create_model("i3d_r50", weights=path)
+    assert str(path) in str(e.value) and words in str(e.value)
+
+
+def test_safetensors_record_that_is_not_json_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "pt", "videozoo_meta": "{not json"})
+    with pytest.raises(CheckpointError, match="videozoo_meta is not valid JSON") as e:
+        read_checkpoint(path)
+    assert str(path) in str(e.value)
 
 
 # -- the download cache, against a real HTTP server on 127.0.0.1 ------------------------------

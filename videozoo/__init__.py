@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "create_model": "videozoo.models.factory",
+    "save_model": "videozoo.models.factory",
     "get_spec": "videozoo.models.registry",
     "list_models": "videozoo.models.registry",
     "kinetics400_classes": "videozoo.data.classes",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from videozoo.models.factory import model_from_checkpoint
+from videozoo.models.factory import model_from_checkpoint, save_model
 from videozoo.models.registry import get_spec, list_models
-from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
+from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 
 
 def infer_model(ckpt: Checkpoint) -> str:
@@ -36,12 +36,13 @@ def infer_model(ckpt: Checkpoint) -> str:
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None) -> tuple[str, Path]:
+    """Write `src` as a videozoo checkpoint `dst`, with its record (architecture, clip, classes, training)."""
+    dst = Path(dst)
+    if dst.suffix not in (".pth", ".pt", ".safetensors"):
+        raise ValueError(f"{dst}: the output must end in .pth, .pt or .safetensors")
     ckpt = read_checkpoint(src)
     name = model or infer_model(ckpt)
     # Loading through the model validates every key and shape before anything is written.
     net = model_from_checkpoint(get_spec(name), ckpt)
-    dst = Path(dst)
-    if dst.suffix not in (".pth", ".pt", ".safetensors"):
-        raise ValueError(f"{dst}: the output must end in .pth, .pt or .safetensors")
-    save_checkpoint(dst, net.state_dict(), model_name=name, class_names=net.class_names)
+    save_model(net, dst, training=ckpt.meta.training if ckpt.meta is not None else None)
     return name, dst

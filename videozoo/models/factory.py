@@ -1,8 +1,17 @@
-"""`create_model`: a registry name (and optionally weights) in, a ready model out."""
+"""`create_model`: a registry name (and optionally weights) in, a ready model out; and back to a file.
+
+A model made here carries what its checkpoint records (see videozoo.weights.meta): `model_name`,
+`arch` (the family-class arguments it was built with, set by ModelSpec.build), `input_config` and
+`class_names`. :func:`checkpoint_meta` reads them into a CheckpointMeta and :func:`save_model`
+writes weights and record together, so the file rebuilds the same model.
+"""
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -10,11 +19,11 @@ from torch import Tensor
 
 from videozoo.data.classes import kinetics400_classes
 from videozoo.models.base import VideoClassifier
-from videozoo.data.input_config import InputConfig
-from videozoo.models.spec import ModelSpec
 from videozoo.models.registry import get_spec
+from videozoo.models.spec import ModelSpec
 from videozoo.weights import hub
-from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
+from videozoo.weights.meta import CheckpointMeta
 
 
 def create_model(
@@ -28,7 +37,8 @@ def create_model(
 
     weights: None for random initialisation; "kinetics400" (or another key of the entry's weight
     sources) for the official weights, from the cache or downloaded once; or the path of a local
-    checkpoint in any supported format (detected from its content).
+    checkpoint in any supported format (detected from its content). A videozoo checkpoint rebuilds
+    the architecture, clip settings and class names it records.
     num_classes: a different count from the weights' replaces the classifier (for fine-tuning).
     The model has `class_names` (a list, or None when unknown) and is returned in eval mode.
     """
@@ -45,7 +55,7 @@ def create_model(
     if isinstance(weights, str) and weights in spec.weights:
         source = spec.weights[weights]
         path = hub.fetch(source, progress=progress)
-    elif isinstance(weights, str) and not os.path.sep in weights and not Path(weights).exists() and not weights.endswith(
+    elif isinstance(weights, str) and os.path.sep not in weights and not Path(weights).exists() and not weights.endswith(
         (".pth", ".pyth", ".pkl", ".pt", ".safetensors", ".ckpt")
     ):
         known = ", ".join(spec.weights) or "none"
@@ -56,9 +66,20 @@ def create_model(
     return model_from_checkpoint(spec, ckpt, num_classes=num_classes)
 
 
-def model_from_checkpoint(spec: ModelSpec, ckpt: Checkpoint, *, num_classes: int | None = None) -> VideoClassifier:
-    if ckpt.model_name and ckpt.model_name != spec.name:
-        raise CheckpointError(f"{ckpt.source}: holds weights of {ckpt.model_name!r}, not {spec.name!r}")
+def model_from_checkpoint(
+    spec: ModelSpec,
+    ckpt: Checkpoint,
+    *,
+    num_classes: int | None = None,
+    arch: Mapping[str, Any] | None = None,
+) -> VideoClassifier:
+    """The model `spec` with the checkpoint's weights, rebuilt as the checkpoint's record says.
+
+    arch: family-class arguments laid over the recorded ones (a training run's own overrides).
+    """
+    meta = ckpt.meta
+    if meta is not None and meta.model != spec.name:
+        raise CheckpointError(f"{ckpt.source}: holds weights of {meta.model!r}, not {spec.name!r}")
     state = spec.cls.convert_checkpoint(ckpt.format, ckpt.state_dict, source=ckpt.source)
     head_key = f"{spec.cls.classifier_name}.weight"
     if head_key not in state:
@@ -66,11 +87,15 @@ def model_from_checkpoint(spec: ModelSpec, ckpt: Checkpoint, *, num_classes: int
             f"{ckpt.source}: no classifier weight {head_key!r}; is this a checkpoint of {spec.name}?"
         )
     ckpt_classes = state[head_key].shape[0]
-    # A checkpoint of a run with a resized architecture or clip carries both.
-    arch = {k: _tuples(v) for k, v in (ckpt.extra.get("arch") or {}).items()}
-    model = spec.build(num_classes=ckpt_classes, **arch)
+    if meta is not None and meta.num_classes is not None and meta.num_classes != ckpt_classes:
+        raise CheckpointError(
+            f"{ckpt.source}: videozoo_meta.num_classes is {meta.num_classes}, but the classifier has {ckpt_classes} outputs"
+        )
+    recorded = dict(meta.arch) if meta is not None else {}
+    _check_arch(spec, recorded, ckpt.source)
+    model = spec.build(num_classes=ckpt_classes, **{**recorded, **(arch or {})})
     load_state_strict(model, state, ckpt.source)
-    class_names = ckpt.class_names
+    class_names = list(meta.class_names) if meta is not None and meta.class_names is not None else None
     if class_names is None and ckpt_classes == 400:
         class_names = list(kinetics400_classes())
     if class_names is not None and len(class_names) != ckpt_classes:
@@ -80,14 +105,47 @@ def model_from_checkpoint(spec: ModelSpec, ckpt: Checkpoint, *, num_classes: int
         class_names = None
     model.class_names = class_names
     model.model_name = spec.name
-    saved_input = ckpt.extra.get("input")
-    model.input_config = InputConfig(**{k: _tuples(v) for k, v in saved_input.items()}) if saved_input else spec.input
+    model.input_config = meta.input if meta is not None and meta.input is not None else spec.input
     return model.eval()
 
 
-def _tuples(value):
-    """Lists (as YAML and weights-only files store them) back to the tuples the builders take."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+def _check_arch(spec: ModelSpec, arch: Mapping[str, Any], source: str) -> None:
+    params = inspect.signature(spec.cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(arch) - (set(params) - {"self", "num_classes"}))
+    if unknown:
+        raise CheckpointError(
+            f"{source}: videozoo_meta.arch: {spec.cls.__name__} ({spec.name}) takes no argument(s) {', '.join(unknown)}"
+        )
+
+
+def checkpoint_meta(model: VideoClassifier, *, training: Mapping[str, Any] | None = None) -> CheckpointMeta:
+    """The record of `model` as create_model (or a training run) made it; `training`: its settings."""
+    name = getattr(model, "model_name", None)
+    if not name:
+        raise ValueError("the model carries no registry name (`model_name`); create it with videozoo.create_model")
+    spec = get_spec(name)
+    names = getattr(model, "class_names", None)
+    return CheckpointMeta(
+        model=name,
+        arch=dict(getattr(model, "arch", None) or spec.arch),
+        input=getattr(model, "input_config", None) or spec.input,
+        class_names=tuple(names) if names is not None else None,
+        num_classes=model.num_classes,
+        training=training,
+    )
+
+
+def save_model(
+    model: VideoClassifier,
+    path: str | os.PathLike,
+    *,
+    training: Mapping[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write `model`'s weights with its record (`.safetensors` by extension, a torch file otherwise)."""
+    return save_checkpoint(path, model.state_dict(), meta=checkpoint_meta(model, training=training), extra=extra)
 
 
 def load_state_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:

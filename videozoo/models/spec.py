@@ -41,9 +41,15 @@ class ModelSpec:
     paper: str = ""
 
     def build(self, *, num_classes: int | None = None, **overrides: Any) -> nn.Module:
+        """The family class built with this entry's `arch`, `overrides` laid over it.
+
+        The model keeps the arguments it was built with as `model.arch` (checkpoints record them).
+        """
         kwargs = dict(self.arch)
         kwargs.update(overrides)
-        return self.cls(num_classes=num_classes or self.num_classes, **kwargs)
+        model = self.cls(num_classes=num_classes or self.num_classes, **kwargs)
+        model.arch = kwargs
+        return model
 
     @property
     def is_two_pathway(self) -> bool:

@@ -145,6 +145,13 @@ class Batch:
         return int(self.labels.numel())
 
 
+def to_device(inputs: Views, device: torch.device) -> Views:
+    """A batch's clips (or both pathways) on `device`."""
+    if isinstance(inputs, list):
+        return [x.to(device, non_blocking=True) for x in inputs]
+    return inputs.to(device, non_blocking=True)
+
+
 def collate_clips(samples: Sequence) -> Batch:
     """Stack samples into a Batch (pathway by pathway for two-pathway models); drop the skipped."""
     skipped = [s for s in samples if isinstance(s, Skipped)]

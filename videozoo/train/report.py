@@ -19,6 +19,19 @@ def log(message: str, *, enabled: bool = True) -> None:
         print(f"train: {message}", file=sys.stderr, flush=True)
 
 
+class SkipWarnings:
+    """One warning per undecodable video, however many epochs meet it (each process its own)."""
+
+    def __init__(self) -> None:
+        self.warned: set[str] = set()
+
+    def note(self, skipped) -> None:
+        for s in skipped:
+            if s.path not in self.warned:
+                self.warned.add(s.path)
+                log(f"warning: skipped {s.path}: {s.reason}")
+
+
 def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""

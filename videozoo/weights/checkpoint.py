@@ -5,9 +5,14 @@ Formats are told apart by content, not by file name:
 - torch.save zip archives (and the legacy torch pickle): loaded with `weights_only=True`. Inside:
   pytorchvideo model-zoo `{'model_state': ...}`, PySlowFast `{'model_state': ...}` with
   `s1.pathway0_stem...` names (optionally prefixed `model.`), torchvision bare state dicts, and
-  videozoo's own `{'videozoo': 1, 'state_dict': ..., 'class_names': ...}`.
+  videozoo's own `{'videozoo': 2, 'state_dict': ..., 'videozoo_meta': {...}, ...}`.
 - the Caffe2 pickle of video-nonlocal-net: `{'blobs': {name: ndarray}}`, read by a data-only
   unpickler.
+
+videozoo's own files carry a :class:`~videozoo.weights.meta.CheckpointMeta` (in `.safetensors`
+files as JSON under the header metadata key `videozoo_meta`), restored as `Checkpoint.meta`. Files
+written before that record existed (`{'videozoo': 1, 'model': ..., 'class_names': ...}` with `arch`
+and `input` entries, or safetensors with `model`/`class_names` metadata) are read into one too.
 """
 from __future__ import annotations
 
@@ -22,11 +27,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from videozoo.weights.errors import CheckpointError
+from videozoo.weights.meta import RECORD_VERSION, CheckpointMeta
 from videozoo.weights.safe_pickle import UnsafePickleError, load_data_pickle
 
+__all__ = ["Checkpoint", "CheckpointError", "CheckpointMeta", "read_checkpoint", "save_checkpoint"]
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be used; the message names the file and the reason."""
+# The layout of videozoo's torch.save dict: 1 before the record existed, 2 with `videozoo_meta`.
+_TORCH_LAYOUT = 2
+_TORCH_RESERVED = ("videozoo", "state_dict", "videozoo_meta")
 
 
 @dataclass
@@ -34,9 +43,19 @@ class Checkpoint:
     format: str  # "pyth" | "pyslowfast" | "torchvision" | "caffe2" | "safetensors" | "videozoo"
     state_dict: dict[str, Tensor]
     source: str
-    model_name: str | None = None
-    class_names: list[str] | None = None
+    meta: CheckpointMeta | None = None  # videozoo's record; None for other publishers' files
+    # Other entries of a videozoo torch file (the training state of `checkpoint_last.pth`, metrics).
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str | None:
+        return self.meta.model if self.meta is not None else None
+
+    @property
+    def class_names(self) -> list[str] | None:
+        if self.meta is None or self.meta.class_names is None:
+            return None
+        return list(self.meta.class_names)
 
 
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -95,14 +114,47 @@ def _looks_like_safetensors(path: Path, head: bytes, size: int) -> bool:
 def _read_safetensors(path: Path) -> Checkpoint:
     from safetensors import safe_open
 
+    src = str(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        with safe_open(src, framework="pt") as f:
+            header = f.metadata() or {}
             sd = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise CheckpointError(f"{path}: damaged safetensors file ({e})") from e
-    names = json.loads(meta["class_names"]) if "class_names" in meta else None
-    return Checkpoint("safetensors", sd, str(path), meta.get("model"), names, extra=meta)
+    meta: CheckpointMeta | None
+    if "videozoo_meta" in header:
+        meta = CheckpointMeta.from_json(header["videozoo_meta"], source=src)
+    elif header.get("model"):
+        # Written before the record: the model name and the class names only.
+        try:
+            names = json.loads(header["class_names"]) if "class_names" in header else None
+        except ValueError as e:
+            raise CheckpointError(f"{src}: the class_names metadata is not valid JSON ({e})") from e
+        meta = _legacy_meta(src, model=header["model"], class_names=names)
+    else:
+        meta = None
+    return Checkpoint("safetensors", sd, src, meta)
+
+
+def _legacy_meta(
+    src: str, *, model: Any, class_names: Any, arch: Any = None, input: Any = None, training: Any = None
+) -> CheckpointMeta | None:
+    """The record of a file written before it existed (its `arch` were overrides of the registry's)."""
+    if not model:
+        return None
+    return CheckpointMeta.from_dict(
+        {
+            "record": RECORD_VERSION,
+            "model": model,
+            "arch": arch or {},
+            "input": input,
+            "class_names": class_names,
+            "num_classes": len(class_names) if isinstance(class_names, list) else None,
+            "training": training,
+            "videozoo_version": None,
+        },
+        source=src,
+    )
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -110,11 +162,8 @@ def _is_tensor_dict(obj: Any) -> bool:
 
 
 def _from_torch_object(obj: Any, src: str) -> Checkpoint:
-    if isinstance(obj, dict) and obj.get("videozoo") == 1:
-        return Checkpoint(
-            "videozoo", dict(obj["state_dict"]), src, obj.get("model"), obj.get("class_names"),
-            extra={k: v for k, v in obj.items() if k not in ("state_dict", "class_names", "model")},
-        )
+    if isinstance(obj, dict) and "videozoo" in obj:
+        return _from_videozoo_object(obj, src)
     if isinstance(obj, dict) and "model_state" in obj:
         sd = obj["model_state"]
         if not _is_tensor_dict(sd):
@@ -130,6 +179,28 @@ def _from_torch_object(obj: Any, src: str) -> Checkpoint:
     if _is_tensor_dict(obj):
         return Checkpoint("torchvision", dict(obj), src)
     raise CheckpointError(f"{src}: a torch file, but not a state dict or a known checkpoint layout")
+
+
+def _from_videozoo_object(obj: dict, src: str) -> Checkpoint:
+    layout = obj["videozoo"]
+    if layout not in (1, _TORCH_LAYOUT):
+        newer = isinstance(layout, int) and layout > _TORCH_LAYOUT
+        why = "written by a newer videozoo" if newer else "not a layout this videozoo writes"
+        raise CheckpointError(f"{src}: videozoo checkpoint layout {layout!r}: {why}")
+    if not _is_tensor_dict(obj.get("state_dict")):
+        raise CheckpointError(f"{src}: a videozoo checkpoint whose 'state_dict' is not a dict of tensors")
+    if layout == 1:
+        old = ("videozoo", "state_dict", "model", "class_names", "arch", "input", "config")
+        meta = _legacy_meta(
+            src, model=obj.get("model"), class_names=obj.get("class_names"), arch=obj.get("arch"),
+            input=obj.get("input"), training=obj.get("config"),
+        )
+        return Checkpoint("videozoo", dict(obj["state_dict"]), src, meta, {k: v for k, v in obj.items() if k not in old})
+    if "videozoo_meta" not in obj:
+        raise CheckpointError(f"{src}: a videozoo checkpoint without its videozoo_meta record")
+    meta = CheckpointMeta.from_dict(obj["videozoo_meta"], source=src)
+    extra = {k: v for k, v in obj.items() if k not in _TORCH_RESERVED}
+    return Checkpoint("videozoo", dict(obj["state_dict"]), src, meta, extra)
 
 
 def _from_caffe2_object(obj: Any, src: str) -> Checkpoint:
@@ -153,27 +224,35 @@ def save_checkpoint(
     path: str | os.PathLike,
     state_dict: dict[str, Tensor],
     *,
-    model_name: str | None = None,
-    class_names: list[str] | None = None,
+    meta: CheckpointMeta,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write weights atomically: `.safetensors` by extension, a torch.save file otherwise."""
+    """Write weights and their record atomically: `.safetensors` by extension, a torch.save file otherwise.
+
+    extra: further plain-data entries of a torch file (e.g. a training state); `Checkpoint.extra`
+    when read back. Safetensors headers hold strings only, so they take none.
+    """
     path = Path(path)
+    if not isinstance(meta, CheckpointMeta):
+        raise TypeError(f"{path}: meta must be a CheckpointMeta, not {type(meta).__name__}")
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(_TORCH_RESERVED))
+    if clash:
+        raise ValueError(f"{path}: extra entries {', '.join(clash)} are reserved for the weights and their record")
+    if extra and path.suffix == ".safetensors":
+        raise ValueError(f"{path}: a safetensors file holds no extra entries ({', '.join(sorted(extra))}); write a .pth")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        meta = {"format": "pt"}
-        if model_name:
-            meta["model"] = model_name
-        if class_names is not None:
-            meta["class_names"] = json.dumps(list(class_names))
-        save_file(sd, str(tmp), metadata=meta)
-    else:
-        obj: dict[str, Any] = {"videozoo": 1, "model": model_name, "state_dict": sd, "class_names": class_names}
-        obj.update(extra or {})
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
+            save_file(sd, str(tmp), metadata={"format": "pt", "videozoo_meta": meta.to_json()})
+        else:
+            torch.save({"videozoo": _TORCH_LAYOUT, "state_dict": sd, "videozoo_meta": meta.to_dict(), **extra}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
