@@ -93,8 +93,11 @@ def model_from_checkpoint(
         )
     recorded = dict(meta.arch) if meta is not None else {}
     _check_arch(spec, recorded, ckpt.source)
-    model = spec.build(num_classes=ckpt_classes, **{**recorded, **(arch or {})})
-    load_state_strict(model, state, ckpt.source)
+    # Built on the meta device: no time spent on a random initialisation that the checkpoint
+    # overwrites, and the checkpoint's tensors become the model's own (no second copy).
+    with torch.device("meta"):
+        model = spec.build(num_classes=ckpt_classes, **{**recorded, **(arch or {})})
+    load_state_strict(model, state, ckpt.source, assign=True)
     class_names = list(meta.class_names) if meta is not None and meta.class_names is not None else None
     if class_names is None and ckpt_classes == 400:
         class_names = list(kinetics400_classes())
@@ -148,8 +151,11 @@ def save_model(
     return save_checkpoint(path, model.state_dict(), meta=checkpoint_meta(model, training=training), extra=extra)
 
 
-def load_state_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
-    """Load `state` into `model`, or list every missing, unexpected and mis-shaped key in one error."""
+def load_state_strict(model: nn.Module, state: dict[str, Tensor], source: str, *, assign: bool = False) -> None:
+    """Load `state` into `model`, or list every missing, unexpected and mis-shaped key in one error.
+
+    assign: the state's tensors become the model's (for a model built on the meta device).
+    """
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -165,4 +171,10 @@ def load_state_strict(model: nn.Module, state: dict[str, Tensor], source: str) -
                 parts.append(f"{len(items)} {title}:\n    " + "\n    ".join(items))
         raise CheckpointError(f"{source}: does not fit {type(model).__name__}:\n  " + "\n  ".join(parts))
     with torch.no_grad():
-        model.load_state_dict({k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()})
+        model.load_state_dict(
+            {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()}, assign=assign
+        )
+    if assign:
+        left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+        if left:
+            raise CheckpointError(f"{source}: {type(model).__name__} has tensors no checkpoint can fill: {', '.join(left)}")
