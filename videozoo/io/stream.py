@@ -50,12 +50,11 @@ class StreamVideo(PyAVVideo):
                 raise VideoDecodeError(source, "is a camera (V4L2 device), but this FFmpeg build has no v4l2 input")
             format = "v4l2"
         self.format = format
-        kwargs = {}
-        if kind == "url" and timeout is not None:
-            kwargs["timeout"] = float(timeout)
+        # Pipes wait for their writer: only network reads are bounded.
+        wait = float(timeout) if kind == "url" and timeout is not None else None
         try:
             self._container = av.open("pipe:0" if kind == "stdin" else source, format=format,
-                                      metadata_errors="ignore", **kwargs)
+                                      metadata_errors="ignore", timeout=wait)
         except Exception as exc:
             what = "cannot read a video stream from standard input" if kind == "stdin" else "cannot open"
             raise VideoDecodeError(source, f"{what}: {describe(exc)}") from exc
