@@ -171,10 +171,22 @@ def load_state_strict(model: nn.Module, state: dict[str, Tensor], source: str, *
                 parts.append(f"{len(items)} {title}:\n    " + "\n    ".join(items))
         raise CheckpointError(f"{source}: does not fit {type(model).__name__}:\n  " + "\n  ".join(parts))
     with torch.no_grad():
-        model.load_state_dict(
-            {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()}, assign=assign
-        )
+        model.load_state_dict({k: _as_parameter(v, own[k].dtype) for k, v in state.items()}, assign=assign)
     if assign:
         left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
         if left:
             raise CheckpointError(f"{source}: {type(model).__name__} has tensors no checkpoint can fill: {', '.join(left)}")
+
+
+def _as_parameter(value: Tensor, dtype: torch.dtype) -> Tensor:
+    """A checkpoint tensor laid out as a freshly built parameter is: contiguous and 64-byte aligned.
+
+    Taken over as the model's own (``assign``), a tensor inside a file's buffer may sit at any
+    8-byte offset; oneDNN then picks other convolution kernels, which round differently, and two
+    loads of the same weights from two formats would not give identical outputs.
+    """
+    if value.is_floating_point():
+        value = value.to(dtype)
+    if not value.is_contiguous() or value.data_ptr() % 64:
+        value = value.contiguous() if not value.is_contiguous() else value.clone()
+    return value
