@@ -9,10 +9,13 @@ on a small example).
 """
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 import torch.nn as nn
+
+from videozoo.engine.optimize import shape_passes
 
 # Live tensors during a residual block: its input, the branch's intermediate, the output, and the
 # convolution's scratch; measured peaks of the zoo's CNNs stay within 4x the largest activation.
@@ -22,14 +25,27 @@ MAX_AUTO_BATCH = 16
 
 
 def largest_activation_bytes(model: nn.Module, example) -> int:
-    """Bytes of the largest output of any module in one forward pass of ``example`` (per sample)."""
+    """Bytes of the largest output of any module for one view of ``example``'s shape.
+
+    Read from output shapes in the cheapest pass that runs (an empty batch: no arithmetic).
+    """
+    for runner, x in shape_passes(model, example):
+        try:
+            return _largest_output(runner, x)
+        except (RuntimeError, NotImplementedError):
+            continue
+    raise RuntimeError(f"{type(model).__name__}: cannot run an example to measure its activations")
+
+
+def _largest_output(model: nn.Module, example) -> int:
     largest = 0
 
     def hook(_module, _inp, out) -> None:
         nonlocal largest
         for t in out if isinstance(out, (list, tuple)) else (out,):
-            if isinstance(t, torch.Tensor):
-                largest = max(largest, t.numel() * t.element_size())
+            if isinstance(t, torch.Tensor) and t.dim() > 0:
+                per_view = math.prod(t.shape[1:]) * t.element_size()  # (B, ...): one view's share
+                largest = max(largest, per_view)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     try:
@@ -38,8 +54,7 @@ def largest_activation_bytes(model: nn.Module, example) -> int:
     finally:
         for h in handles:
             h.remove()
-    batch = (example[0] if isinstance(example, list) else example).shape[0]
-    return largest // max(batch, 1)
+    return largest
 
 
 def available_memory_bytes(device: torch.device) -> int | None:

@@ -108,12 +108,13 @@ class Engine:
         self.threads = threads
         self.class_names: list[str] | None = model.class_names
         model = model.eval().to(self.device)
-        example = self._example(model)
+        # One view at the eval crop; both passes below run on the model's meta twin (no arithmetic).
+        example = view_input(get_spec(self.model_name).replace(input=self.input), device=self.device)
         if optimize:
             model = optimize_for_inference(model, example, inplace=inplace)
         self.model = model
         # Counted in float32 even under bf16: autocast keeps float32 copies of some tensors alive.
-        self.view_bytes = largest_activation_bytes(model, to_channels_last(example)) * self._example_scale(model)
+        self.view_bytes = largest_activation_bytes(model, example)
         self.batch_size = batch_size or choose_batch_size(self.view_bytes, memory_budget(self.device))
 
     @classmethod
@@ -199,19 +200,6 @@ class Engine:
             video=loaded.path, scores=view_scores.mean(0), view_scores=view_scores, class_names=self.class_names,
             views=str(self.plan), precision=self.precision.name, seconds=seconds, info=info,
         )
-
-    def _fixed_size(self, model: VideoClassifier) -> bool:
-        return bool(getattr(type(model), "fixed_input_size", False))
-
-    def _example(self, model: VideoClassifier) -> Views:
-        # A small crop keeps the BatchNorm-pairing pass cheap (models of one fixed size take theirs).
-        spec = get_spec(self.model_name).replace(input=self.input)
-        return view_input(spec, crop=None if self._fixed_size(model) else 64, device=self.device)
-
-    def _example_scale(self, model: VideoClassifier) -> int:
-        if self._fixed_size(model):
-            return 1
-        return max(1, round((self.input.crop_size / 64) ** 2))
 
 
 def _identity(item: Any) -> Any:

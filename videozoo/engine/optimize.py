@@ -15,6 +15,7 @@ import ctypes
 import functools
 import os
 import sys
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -46,12 +47,49 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def _conv_bn_pairs(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module]]:
-    """(conv, bn) pairs where the BatchNorm's input is exactly that convolution's output.
+def meta_twin(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on the meta device: shapes, no data."""
+    memo: dict[int, object] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        empty = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else empty
+    return copy.deepcopy(model, memo)
 
-    Found by running `example` once: every convolution output is remembered (kept alive, so its
-    identity cannot be reused) and each BatchNorm checks whether its input is one of them.
+
+def _map(fn, x):
+    return [fn(t) for t in x] if isinstance(x, (list, tuple)) else fn(x)
+
+
+def shape_passes(model: nn.Module, example) -> Iterator[tuple[nn.Module, object]]:
+    """Ways to run ``example``'s shapes through ``model``, cheapest first, as (module, input).
+
+    A batch of zero views runs every layer in microseconds (no arithmetic, no kernel set-up) and
+    shows each module's output shape per view; models that cannot take an empty batch (MViT's
+    reshapes) run on a meta-device twin, and failing that on ``example`` itself.
     """
+    yield model, _map(lambda t: t[:0], example)
+    yield meta_twin(model), _map(lambda t: torch.empty_like(t, device="meta"), example)
+    yield model, example
+
+
+def _conv_bn_pairs(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module]]:
+    """(conv, bn) pairs where the BatchNorm's input is exactly that convolution's output."""
+    for runner, x in shape_passes(model, example):
+        try:
+            found = _trace_conv_bn(runner, x)
+        except (RuntimeError, NotImplementedError):
+            continue
+        if runner is model:
+            return found
+        name = {m: n for n, m in runner.named_modules()}
+        real = dict(model.named_modules())
+        return [(real[name[conv]], real[name[bn]]) for conv, bn in found]
+    raise RuntimeError(f"{type(model).__name__}: cannot run an example to find its conv -> BatchNorm pairs")
+
+
+def _trace_conv_bn(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module]]:
+    """Run ``example`` once: every convolution output is remembered (kept alive, so its identity
+    cannot be reused) and each BatchNorm checks whether its input is one of them."""
     produced: dict[int, nn.Module] = {}
     alive: list[torch.Tensor] = []
     pairs: dict[nn.Module, nn.Module] = {}
@@ -101,9 +139,10 @@ def fold_batchnorm(model: nn.Module, example) -> int:
             shift = -bn.running_mean.double() * scale
             if bn.bias is not None:
                 shift = shift + bn.bias.double()
-            w = conv.weight.double() * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
+            # The per-channel factors are computed in double; the kernel is scaled in place in its
+            # own dtype (one pass over the weights, no temporary copy of them).
+            conv.weight.mul_(scale.to(conv.weight.dtype).view(-1, *([1] * (conv.weight.dim() - 1))))
             b = shift if conv.bias is None else conv.bias.double() * scale + shift
-            conv.weight.copy_(w.to(conv.weight.dtype))
             if conv.bias is None:
                 conv.bias = nn.Parameter(b.to(conv.weight.dtype))
             else:
