@@ -96,7 +96,10 @@ class VideoClassifier(nn.Module):
 
 def init_fresh_weights(model: nn.Module) -> None:
     """The references' initialisation of a fresh model: He-normal (fan-out) 3D convs with zero bias,
-    BatchNorm at identity, and a small-normal classifier with zero bias."""
+    BatchNorm at identity, and a small-normal classifier with zero bias. A model built on the meta
+    device (to be filled from a checkpoint) is left as it is: there is nothing to draw."""
+    if any(p.is_meta for p in model.parameters()):
+        return
     for m in model.modules():
         if isinstance(m, nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
