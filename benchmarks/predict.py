@@ -72,8 +72,8 @@ def best(cmd: list[str], repeat: int) -> tuple[float, str]:
 
 def videozoo_forward_rate(model, views: str, precision: str, video: Path) -> dict:
     """Inside this process: forward seconds, achieved GFLOP/s and the mean logits of one video's views."""
-    from videozoo.models.flops import model_gflops
     from videozoo.engine.predictor import Predictor, load_views
+    from videozoo.models.flops import model_gflops
 
     pred = Predictor(model, views=views, precision=precision)
     loaded = load_views(video, pred.transform)
@@ -97,7 +97,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vz-bench-"))
     video = args.video or make_video(tmp / "bench_640x360_10s.mp4")
     setup = SHARED / "peers" / "setup.sh"
-    peers_python = subprocess.run(["bash", str(setup), args.peers], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    setup_out = subprocess.run(["bash", str(setup), args.peers], capture_output=True, text=True, check=True).stdout
+    peers_python = setup_out.strip().splitlines()[-1]
     seed_script = str(SHARED / "peers" / "seed_pipeline.py")
     bf16 = __import__("videozoo.engine.optimize", fromlist=["cpu_has_bf16"]).cpu_has_bf16()
     from videozoo import create_model
@@ -107,8 +108,12 @@ def main() -> None:
     peak = {"fp32": conv_gflops(torch.float32)}
     if bf16:
         peak["bf16"] = conv_gflops(torch.bfloat16)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}; video: {video.name} (640x360, 10 s, H.264)")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
+    print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}; "
+          f"video: {video.name} (640x360, 10 s, H.264)")
     print("convolution rate (multiply-adds): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())
           + f"; bf16 native: {bf16}")
 
@@ -138,7 +143,8 @@ def main() -> None:
             row["fp32"].pop("_logits")
         rows.append(row)
         f32 = row["fp32"]
-        line = (f"{name:13s} {views:5s} seed {seed_wall:7.2f} s | videozoo fp32 {f32['s']:7.2f} s ({f32['ratio']:4.1f}x, "
+        line = (f"{name:13s} {views:5s} seed {seed_wall:7.2f} s | "
+                f"videozoo fp32 {f32['s']:7.2f} s ({f32['ratio']:4.1f}x, "
                 f"forward {f32['gflop_per_s']:4.0f} GFLOP/s = {f32['share_of_peak']:4.0%} of conv rate)")
         if "bf16" in row:
             b16 = row["bf16"]

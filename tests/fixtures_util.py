@@ -6,7 +6,7 @@ import math
 import os
 import pickle
 import zlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ def fixture_files() -> list[Path]:
     return sorted(FIXTURES.glob("*.json"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_fixture(stem: str) -> dict:
     return json.loads((FIXTURES / f"{stem}.json").read_text())
 

@@ -72,10 +72,15 @@ def test_features_per_clip_and_video_resumable(tmp_path):
 
     torch.manual_seed(0)
     weights = save_checkpoint(tmp_path / "w.pth", videozoo.create_model("x3d_xs").state_dict(), model_name="x3d_xs")
-    videos = [str(make_video(tmp_path / f"v{i}.mp4", num_frames=40, width=80, height=64, pattern="noise", seed=i)) for i in range(3)]
+    videos = [
+        str(make_video(tmp_path / f"v{i}.mp4", num_frames=40, width=80, height=64, pattern="noise", seed=i))
+        for i in range(3)
+    ]
     (tmp_path / "bad.mp4").write_bytes(b"junk")
-    cfg = FeatureConfig(model="x3d_xs", out=str(tmp_path / "f"), videos=videos[:2] + [str(tmp_path / "bad.mp4")] + videos[2:],
-                        weights=str(weights), views="2x3", workers=0)
+    listed = [*videos[:2], str(tmp_path / "bad.mp4"), *videos[2:]]
+    cfg = FeatureConfig(
+        model="x3d_xs", out=str(tmp_path / "f"), videos=listed, weights=str(weights), views="2x3", workers=0
+    )
     summary = extract_features(cfg)
     assert summary == {"videos": 4, "failed": 1, "dim": 2048, "clips": 18}
     clips = np.load(tmp_path / "f" / "clip_features.npy")

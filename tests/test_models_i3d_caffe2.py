@@ -7,8 +7,8 @@ import torch
 
 import videozoo
 from fixtures_util import FIXTURES, deterministic_state, load_fixture, write_official_checkpoint
-from videozoo.models.i3d_caffe2 import I3DResNet, caffe2_blob_name, from_caffe2_blobs, to_caffe2_blobs
 from videozoo.models.factory import model_from_checkpoint
+from videozoo.models.i3d_caffe2 import I3DResNet, caffe2_blob_name, from_caffe2_blobs, to_caffe2_blobs
 from videozoo.models.registry import get_spec
 from videozoo.weights.checkpoint import Checkpoint, CheckpointError
 
@@ -41,7 +41,7 @@ def test_blob_names_round_trip(name, non_local):
     assert set(blobs) == {key for key, _, _ in load_fixture(name)["state_dict"]}
     back = from_caffe2_blobs(blobs)
     assert set(back) == {k for k in state if not k.endswith("num_batches_tracked")}
-    assert all(caffe2_blob_name(k) == b for k, b in zip(back, blobs))
+    assert all(caffe2_blob_name(k) == b for k, b in zip(back, blobs, strict=True))
 
 
 def _write_caffe2_layout(path, names):

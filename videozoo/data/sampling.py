@@ -37,9 +37,9 @@ such a video; the pyslowfast protocols keep it the same way).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, Sequence
 
 import torch
 
@@ -89,7 +89,9 @@ class ClipWindow:
         return iter((self.start_sec, self.end_sec))
 
 
-def _window(start: Seconds, clip: Seconds, duration: Seconds, index: int, num_clips: int, aug_index: int = 0) -> ClipWindow:
+def _window(
+    start: Seconds, clip: Seconds, duration: Seconds, index: int, num_clips: int, aug_index: int = 0
+) -> ClipWindow:
     return ClipWindow(
         start_sec=float(start),
         end_sec=float(start + clip),
@@ -240,7 +242,9 @@ def sliding(
     return [_window(st, c, d, i, n) for i, st in enumerate(starts)]
 
 
-def parse_views(views: str | tuple[int, int] | Sequence[int], input_config: InputConfig | None = None) -> tuple[int, int]:
+def parse_views(
+    views: str | tuple[int, int] | Sequence[int], input_config: InputConfig | None = None
+) -> tuple[int, int]:
     """``"10x3"`` or ``(10, 3)`` -> ``(clips, crops)``; ``"published"`` -> the config's test views."""
     if isinstance(views, str):
         if views == "published":

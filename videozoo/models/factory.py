@@ -9,10 +9,10 @@ import torch.nn as nn
 from torch import Tensor
 
 from videozoo.data.classes import kinetics400_classes
-from videozoo.models.base import VideoClassifier
 from videozoo.data.input_config import InputConfig
-from videozoo.models.spec import ModelSpec
+from videozoo.models.base import VideoClassifier
 from videozoo.models.registry import get_spec
+from videozoo.models.spec import ModelSpec
 from videozoo.weights import hub
 from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 
@@ -45,8 +45,11 @@ def create_model(
     if isinstance(weights, str) and weights in spec.weights:
         source = spec.weights[weights]
         path = hub.fetch(source, progress=progress)
-    elif isinstance(weights, str) and not os.path.sep in weights and not Path(weights).exists() and not weights.endswith(
-        (".pth", ".pyth", ".pkl", ".pt", ".safetensors", ".ckpt")
+    elif (
+        isinstance(weights, str)
+        and os.path.sep not in weights
+        and not Path(weights).exists()
+        and not weights.endswith((".pth", ".pyth", ".pkl", ".pt", ".safetensors", ".ckpt"))
     ):
         known = ", ".join(spec.weights) or "none"
         raise ValueError(f"{name}: unknown weights {weights!r} (published: {known}; or give a file path)")
@@ -102,7 +105,8 @@ def load_state_strict(model: nn.Module, state: dict[str, Tensor], source: str) -
     ]
     if missing or unexpected or mismatched:
         parts = []
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        problems = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+        for title, items in problems:
             if items:
                 parts.append(f"{len(items)} {title}:\n    " + "\n    ".join(items))
         raise CheckpointError(f"{source}: does not fit {type(model).__name__}:\n  " + "\n  ".join(parts))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from videozoo.models.spec import ModelSpec
 from videozoo.models.registry import get_spec
+from videozoo.models.spec import ModelSpec
 
 FLOPS_CONVENTION = "GFLOPs = 1e9 multiply-adds of convolutions and matrix products, per view at the eval crop"
 
