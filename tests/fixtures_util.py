@@ -50,6 +50,13 @@ def deterministic_state(fx: dict) -> dict[str, torch.Tensor]:
     return {key: deterministic_tensor(key, shape, kind) for key, shape, kind in fx["state_dict"]}
 
 
+@cache
+def native_numpy_module() -> str:
+    """The module the installed numpy pickles its arrays from (numpy 1.x: numpy.core.multiarray)."""
+    data = pickle.dumps(np.zeros(1, np.float32), protocol=2)
+    return "numpy._core.multiarray" if b"numpy._core.multiarray\n" in data else "numpy.core.multiarray"
+
+
 def write_official_checkpoint(fx: dict, path: Path, *, numpy_module: str | None = None) -> Path:
     """Write the fixture's deterministic weights in the official file format and key layout."""
     state = deterministic_state(fx)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import videozoo
-from fixtures_util import FIXTURES, deterministic_state, load_fixture, write_official_checkpoint
+from fixtures_util import FIXTURES, deterministic_state, load_fixture
 from videozoo.models.factory import model_from_checkpoint
 from videozoo.models.i3d_caffe2 import I3DResNet, caffe2_blob_name, from_caffe2_blobs, to_caffe2_blobs
 from videozoo.models.registry import get_spec
@@ -18,10 +18,11 @@ if not FIXTURES.is_dir():
 BASELINE = "i3d_r50_32x2"
 
 
+@pytest.mark.xdist_group("caffe2_i3d")  # the 350 MB pickles, written once
 @pytest.mark.parametrize("numpy_module", ["numpy.core.multiarray", "numpy._core.multiarray"])
-def test_caffe2_pickle_of_either_numpy_loads(numpy_module, tmp_path):
+def test_caffe2_pickle_of_either_numpy_loads(numpy_module, official_checkpoint):
     fx = load_fixture(BASELINE)
-    path = write_official_checkpoint(fx, tmp_path / "i3d.pkl", numpy_module=numpy_module)
+    path = official_checkpoint(BASELINE, numpy_module)
     assert numpy_module.encode() + b"\n" in path.read_bytes()
     model = videozoo.create_model(BASELINE, weights=str(path))
     # Every blob landed where it belongs and nothing else was taken (momentum, lr, model_iter).
