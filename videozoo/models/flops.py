@@ -8,7 +8,7 @@ shapes only, no arithmetic, so every model of the zoo is counted in well under a
 """
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -40,35 +40,26 @@ def count_gmacs(model: torch.nn.Module, x) -> float:
 def model_gflops(name_or_spec: str | ModelSpec, *, crop: int | None = None) -> float:
     """GFLOPs per view of a registry model at its eval crop (or `crop`), published convention."""
     spec = get_spec(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
-    if _is_registered(spec):
-        return _registered_gflops(spec.name, crop)
-    return _count_gflops(spec, crop)
+    return _counted(spec, ("gflops", crop), lambda: _count_gflops(spec, crop))
 
 
 def model_params(name_or_spec: str | ModelSpec) -> int:
     spec = get_spec(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
-    if _is_registered(spec):
-        return _registered_params(spec.name)
-    return _count_params(spec)
+    return int(_counted(spec, ("params", None), lambda: _count_params(spec)))
 
 
-# A registry entry never changes once registered, so its figures are counted once per process:
-# the table, `videozoo models` and the checks of the published figures all read them.
-def _is_registered(spec: ModelSpec) -> bool:
-    try:
-        return get_spec(spec.name) is spec
-    except KeyError:
-        return False
+# The figures of a spec are counted once per process: the table, `videozoo models` and the checks
+# of the published figures all read them. Keyed by the spec object itself (held, so it cannot be
+# replaced by another at the same address), so an entry swapped in the registry is counted anew.
+_COUNTS: dict[tuple[str, str, int | None], tuple[ModelSpec, float]] = {}
 
 
-@functools.cache
-def _registered_gflops(name: str, crop: int | None) -> float:
-    return _count_gflops(get_spec(name), crop)
-
-
-@functools.cache
-def _registered_params(name: str) -> int:
-    return _count_params(get_spec(name))
+def _counted(spec: ModelSpec, what: tuple[str, int | None], count: Callable[[], float]) -> float:
+    key = (spec.name, *what)
+    hit = _COUNTS.get(key)
+    if hit is None or hit[0] is not spec:
+        hit = _COUNTS[key] = (spec, count())
+    return hit[1]
 
 
 def _count_gflops(spec: ModelSpec, crop: int | None) -> float:
