@@ -1,22 +1,36 @@
-# `make demo` and `make test` set up .venv by themselves on a fresh machine.
+# `make demo`, `make lint` and `make test` set up .venv by themselves on a fresh machine.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist processes; each gets an equal share of the cores as torch threads (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo lint test test-all bench clean-venv
 
 $(STAMP): pyproject.toml scripts/install_torch.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	scripts/install_torch.sh $(VENV)
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m videozoo demo --out demo-output
 
+# The house rules, configured in pyproject.toml: lint, the import layers, types.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
+
+# What CI runs: everything but the tests marked slow.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST) -m "not slow" || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest found no test to run" >&2; exit $$rc; }
+
+# Every test, the slow ones (training from scratch, full-size duplicates) included.
+test-all: $(STAMP)
+	$(PYTEST)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/predict.py

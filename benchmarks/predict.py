@@ -144,7 +144,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vz-bench-"))
     video = args.video or make_video(tmp / "bench_640x360_10s.mp4")
     setup = SHARED / "peers" / "setup.sh"
-    peers_python = subprocess.run(["bash", str(setup), args.peers], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    setup_out = subprocess.run(["bash", str(setup), args.peers], capture_output=True, text=True, check=True).stdout
+    peers_python = setup_out.strip().splitlines()[-1]
     seed_script = str(SHARED / "peers" / "seed_pipeline.py")
     bf16 = cpu_has_bf16()
     auto = resolve_precision("auto", "cpu").name

@@ -6,7 +6,7 @@ import math
 import os
 import pickle
 import zlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ def fixture_files() -> list[Path]:
     return sorted(FIXTURES.glob("*.json"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_fixture(stem: str) -> dict:
     return json.loads((FIXTURES / f"{stem}.json").read_text())
 
@@ -48,6 +48,13 @@ def deterministic_tensor(key: str, shape: list[int], kind: str) -> torch.Tensor:
 
 def deterministic_state(fx: dict) -> dict[str, torch.Tensor]:
     return {key: deterministic_tensor(key, shape, kind) for key, shape, kind in fx["state_dict"]}
+
+
+@cache
+def native_numpy_module() -> str:
+    """The module the installed numpy pickles its arrays from (numpy 1.x: numpy.core.multiarray)."""
+    data = pickle.dumps(np.zeros(1, np.float32), protocol=2)
+    return "numpy._core.multiarray" if b"numpy._core.multiarray\n" in data else "numpy.core.multiarray"
 
 
 def write_official_checkpoint(fx: dict, path: Path, *, numpy_module: str | None = None) -> Path:

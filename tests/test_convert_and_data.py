@@ -6,19 +6,20 @@ import pytest
 import torch
 
 import videozoo
-from fixtures_util import FIXTURES, fixture_input, load_fixture, write_official_checkpoint
+from fixtures_util import FIXTURES, fixture_input, load_fixture
 from videogen import make_video
 from videozoo.data.datasets import DatasetSpecError, load_video_list
 from videozoo.weights.checkpoint import read_checkpoint
 
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="reference fixtures not found")
+@pytest.mark.xdist_group("caffe2_i3d")  # the 350 MB pickle, written once
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
-def test_convert_caffe2_pickle_infers_the_model_and_keeps_outputs(tmp_path, suffix):
+def test_convert_caffe2_pickle_infers_the_model_and_keeps_outputs(tmp_path, suffix, official_checkpoint):
     from videozoo.cli import main
 
     fx = load_fixture("i3d_r50_32x2")
-    src = write_official_checkpoint(fx, tmp_path / "i3d_baseline_32x2_IN_pretrain_400k.pkl")
+    src = official_checkpoint("i3d_r50_32x2")
     dst = tmp_path / f"i3d{suffix}"
     assert main(["convert", str(src), str(dst)]) == 0
     ckpt = read_checkpoint(dst)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import videozoo
-from fixtures_util import FIXTURES, deterministic_state, load_fixture, write_official_checkpoint
-from videozoo.models.i3d_caffe2 import I3DResNet, caffe2_blob_name, from_caffe2_blobs, to_caffe2_blobs
+from fixtures_util import FIXTURES, deterministic_state, load_fixture
 from videozoo.models.factory import model_from_checkpoint
+from videozoo.models.i3d_caffe2 import I3DResNet, caffe2_blob_name, from_caffe2_blobs, to_caffe2_blobs
 from videozoo.models.registry import get_spec
 from videozoo.weights.checkpoint import Checkpoint, CheckpointError
 
@@ -18,10 +18,11 @@ if not FIXTURES.is_dir():
 BASELINE = "i3d_r50_32x2"
 
 
+@pytest.mark.xdist_group("caffe2_i3d")  # the 350 MB pickles, written once
 @pytest.mark.parametrize("numpy_module", ["numpy.core.multiarray", "numpy._core.multiarray"])
-def test_caffe2_pickle_of_either_numpy_loads(numpy_module, tmp_path):
+def test_caffe2_pickle_of_either_numpy_loads(numpy_module, official_checkpoint):
     fx = load_fixture(BASELINE)
-    path = write_official_checkpoint(fx, tmp_path / "i3d.pkl", numpy_module=numpy_module)
+    path = official_checkpoint(BASELINE, numpy_module)
     assert numpy_module.encode() + b"\n" in path.read_bytes()
     model = videozoo.create_model(BASELINE, weights=str(path))
     # Every blob landed where it belongs and nothing else was taken (momentum, lr, model_iter).
@@ -41,7 +42,7 @@ def test_blob_names_round_trip(name, non_local):
     assert set(blobs) == {key for key, _, _ in load_fixture(name)["state_dict"]}
     back = from_caffe2_blobs(blobs)
     assert set(back) == {k for k in state if not k.endswith("num_batches_tracked")}
-    assert all(caffe2_blob_name(k) == b for k, b in zip(back, blobs))
+    assert all(caffe2_blob_name(k) == b for k, b in zip(back, blobs, strict=True))
 
 
 def _write_caffe2_layout(path, names):

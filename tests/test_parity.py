@@ -1,22 +1,46 @@
-"""Every reference fixture: official-format deterministic weights in, the reference output out."""
+"""Every reference fixture: official-format deterministic weights in, the reference output out.
+
+Each model's smallest fixture runs in the default set; its fixtures at larger crops are marked
+slow. The scoring over several head positions (per-position softmax, averaged), which only the
+fixtures at a model's test crop exercise, stays in the default set through X3D-XS, the cheapest.
+"""
+import math
+
 import pytest
 import torch
 
 import videozoo
-from fixtures_util import FIXTURES, fixture_files, fixture_input, load_fixture, write_official_checkpoint
+from fixtures_util import FIXTURES, fixture_files, fixture_input, load_fixture
 
 if not FIXTURES.is_dir():
     pytest.skip(f"reference fixtures not found at {FIXTURES}", allow_module_level=True)
 
 STEMS = [p.stem for p in fixture_files()]
+MULTI_POSITION = "x3d_xs"  # its test-crop fixture also runs in the default set
 
 
-@pytest.mark.parametrize("stem", STEMS)
-def test_reference_output(stem, tmp_path):
+def _params(stems: list[str]) -> list:
+    by_model: dict[str, list[str]] = {}
+    for stem in stems:
+        by_model.setdefault(load_fixture(stem)["model"], []).append(stem)
+    default = set()
+    for model, own in by_model.items():
+        default.add(min(own, key=lambda s: math.prod(load_fixture(s)["input"]["shape"])))
+        if model == MULTI_POSITION:
+            default.add(model)
+    params = []
+    for stem in stems:
+        marks = [] if stem in default else [pytest.mark.slow]
+        if "Caffe2" in load_fixture(stem)["checkpoint_format"]:
+            marks.append(pytest.mark.xdist_group("caffe2_i3d"))  # the 350 MB pickle, written once
+        params.append(pytest.param(stem, marks=marks, id=stem))
+    return params
+
+
+@pytest.mark.parametrize("stem", _params(STEMS))
+def test_reference_output(stem, official_checkpoint):
     fx = load_fixture(stem)
-    suffix = ".pkl" if "Caffe2" in fx["checkpoint_format"] else ".pth"
-    path = write_official_checkpoint(fx, tmp_path / f"{stem}{suffix}")
-    model = videozoo.create_model(fx["model"], weights=str(path))
+    model = videozoo.create_model(fx["model"], weights=str(official_checkpoint(stem)))
     assert sum(p.numel() for p in model.parameters()) == fx["params"]
     x = fixture_input(fx)
     with torch.inference_mode():
@@ -24,3 +48,12 @@ def test_reference_output(stem, tmp_path):
     ref = torch.tensor(fx["output_float64"], dtype=torch.float64)
     err = (out[0].double() - ref).abs().max().item()
     assert err <= 1e-4 * ref.abs().max().item(), f"{stem}: max abs error {err:.3e} vs max |ref| {ref.abs().max():.3e}"
+
+
+def test_default_set_covers_every_model_once_and_several_positions():
+    default = [p.values[0] for p in _params(STEMS) if not any(m.name == "slow" for m in p.marks)]
+    models = [load_fixture(s)["model"] for s in default]
+    assert set(models) == {load_fixture(s)["model"] for s in STEMS}
+    assert sorted(s for s in default if models.count(load_fixture(s)["model"]) > 1) == [
+        MULTI_POSITION, f"{MULTI_POSITION}_at160"
+    ]

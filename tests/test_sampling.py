@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from videozoo.data.input_config import InputConfig
-from videozoo.models.registry import get_spec
 from videozoo.data.sampling import (
     ClipWindow,
     center,
@@ -21,6 +20,7 @@ from videozoo.data.sampling import (
     windows_for,
 )
 from videozoo.data.transforms import resampled_indices, temporal_indices
+from videozoo.models.registry import get_spec
 
 SLOW_8x8 = InputConfig(num_frames=8, sampling_rate=8, fps=30, short_side=256, crop_size=256, train_crop_size=224)
 
@@ -123,7 +123,8 @@ def torchvision_clip_frames(n_frames: int, video_fps: float, frame_rate: float, 
 
 
 @pytest.mark.parametrize(
-    "video_fps,n_frames", [(30.0, 300), (30.0, 251), (15.0, 120), (60.0, 501), (25.0, 250), (29.97, 300), (23.976, 1001)]
+    "video_fps,n_frames",
+    [(30.0, 300), (30.0, 251), (15.0, 120), (60.0, 501), (25.0, 250), (29.97, 300), (23.976, 1001)],
 )
 def test_torchvision_spacing_and_resampling(video_fps, n_frames):
     clip_len, frame_rate = 16, 15.0
@@ -132,7 +133,7 @@ def test_torchvision_spacing_and_resampling(video_fps, n_frames):
     windows = uniform(
         n_frames / video_fps, clip_len / frame_rate, 5, spacing="torchvision", fps=frame_rate, video_fps=video_fps
     )
-    for w, ref in zip(windows, expected):
+    for w, ref in zip(windows, expected, strict=True):
         decoded = frames_in(w, video_fps, n_frames)
         assert decoded[0] == ref[0]
         # With the frames' timestamps: exactly torchvision's resampling grid.
@@ -143,7 +144,7 @@ def test_torchvision_spacing_and_resampling(video_fps, n_frames):
         if float(step).is_integer():
             assert kept == ref
         else:
-            assert max(abs(a - b) for a, b in zip(kept, ref)) <= 1
+            assert max(abs(a - b) for a, b in zip(kept, ref, strict=True)) <= 1
 
 
 def test_torchvision_spacing_short_video():
@@ -181,7 +182,8 @@ def test_windows_for_a_registered_model():
     cfg = get_spec("slow_r50").input
     clip = cfg.num_frames * cfg.sampling_rate / cfg.fps
     (single,) = windows_for(cfg, 10.0, "1x1")
-    assert single.start_sec == pytest.approx((10.0 - clip) / 2) and single.end_sec == pytest.approx(single.start_sec + clip)
+    assert single.start_sec == pytest.approx((10.0 - clip) / 2)
+    assert single.end_sec == pytest.approx(single.start_sec + clip)
     test = windows_for(cfg, 10.0, "10x3")
     assert len(test) == 10 and test == uniform(10.0, Fraction(64, 30), 10)
     assert windows_for(cfg, 10.0, "published") == test

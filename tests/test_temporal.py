@@ -28,6 +28,7 @@ RECIPE = dataclasses.replace(
     videos_per_class=200, size=48, crop_size=48, short_side=48, epochs=40,
 )
 PAIRS = {"left/right": (0, 1), "zoom in/out": (2, 3)}
+pytestmark = pytest.mark.slow  # minutes of training: `make test-all`
 
 
 @pytest.fixture(scope="module")

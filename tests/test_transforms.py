@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 
 import videozoo
+from videozoo import transform_for
 from videozoo.data.input_config import InputConfig
-from videozoo.models.spec import ModelSpec
-from videozoo.models.registry import get_spec
 from videozoo.data.transforms import (
     CenterCrop,
     Normalize,
@@ -35,7 +34,8 @@ from videozoo.data.transforms import (
     short_side_size,
     temporal_indices,
 )
-from videozoo import transform_for
+from videozoo.models.registry import get_spec
+from videozoo.models.spec import ModelSpec
 
 TOL = 1e-5
 REQUIRED = ["slow_r50", "slowfast_r50", "r3d_18", "i3d_r50_32x2"]
@@ -89,7 +89,10 @@ def seed_i3d_caffe2(frames: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
     v = frames[:, :: cfg.sampling_rate][:, : cfg.num_frames].to(torch.float32)
     v = (v - 114.75) / 57.375
     h, w = v.shape[-2:]
-    size = (cfg.short_side, int(math.floor(w / h * cfg.short_side))) if w >= h else (int(math.floor(h / w * cfg.short_side)), cfg.short_side)
+    if w >= h:
+        size = (cfg.short_side, int(math.floor(w / h * cfg.short_side)))
+    else:
+        size = (int(math.floor(h / w * cfg.short_side)), cfg.short_side)
     v = F.interpolate(v, size=size, mode="bilinear", align_corners=False)
     h, w = v.shape[-2:]
     c = cfg.crop_size
@@ -209,7 +212,9 @@ def test_every_registered_model_single_view(name):
 
 
 def test_two_pathway_packing_on_a_constructed_spec():
-    cfg = InputConfig(num_frames=16, sampling_rate=2, fps=30, short_side=128, crop_size=128, train_crop_size=112, slow_alpha=4)
+    cfg = InputConfig(
+        num_frames=16, sampling_rate=2, fps=30, short_side=128, crop_size=128, train_crop_size=112, slow_alpha=4
+    )
     frames = random_frames(32, 120, 160)
     slow, fast = transform_for(cfg, "10x3")(frames)
     assert slow.shape == (3, 3, 4, 128, 128) and fast.shape == (3, 3, 16, 128, 128)
@@ -258,7 +263,7 @@ def test_train_transform_is_reproducible_and_in_range():
     b = transform_for(spec, train=True, generator=torch.Generator().manual_seed(5))
     outs_a = [a(frames) for _ in range(4)]
     outs_b = [b(frames) for _ in range(4)]
-    assert all(torch.equal(x, y) for x, y in zip(outs_a, outs_b))
+    assert all(torch.equal(x, y) for x, y in zip(outs_a, outs_b, strict=True))
     assert outs_a[0].shape == (1, 3, 8, 224, 224)
     assert not all(torch.equal(outs_a[0], o) for o in outs_a[1:])
     assert a.windows(10.0)[0].short is False

@@ -17,14 +17,14 @@ Typical use::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
 
 import av
 import numpy as np
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 # 16 bits: indices up to 65535, far more than any test video holds.
 _BITS_X = 8
@@ -91,19 +91,19 @@ def make_video(
     path: PathLike,
     *,
     codec: str = "h264",
-    container: Optional[str] = None,
-    fps: Union[int, float, Fraction, str] = 30,
+    container: str | None = None,
+    fps: int | float | Fraction | str = 30,
     num_frames: int = 60,
     width: int = 64,
     height: int = 48,
     pattern: str = "counter",
-    bframes: Union[bool, int] = False,
+    bframes: bool | int = False,
     gop: int = 15,
-    rotate: Optional[int] = None,
-    pix_fmt: Optional[str] = None,
-    timestamps: Optional[Sequence[float]] = None,
+    rotate: int | None = None,
+    pix_fmt: str | None = None,
+    timestamps: Sequence[float] | None = None,
     audio: bool = False,
-    quality: Optional[int] = None,
+    quality: int | None = None,
     seed: int = 0,
 ) -> Path:
     """Encode a synthetic video and return its path.
@@ -220,7 +220,7 @@ def _write_audio(out, astream, seconds: float) -> None:
         out.mux(packet)
 
 
-def make_audio_only(path: PathLike, *, seconds: float = 1.0, codec: Optional[str] = None) -> Path:
+def make_audio_only(path: PathLike, *, seconds: float = 1.0, codec: str | None = None) -> Path:
     """A file holding one audio stream and no video stream."""
     path = Path(path)
     out = av.open(str(path), "w")

@@ -97,15 +97,18 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         size=(args.size, args.size), num_frames=args.frames, fps=args.fps, val_fraction=args.val_fraction,
         workers=args.workers,
     )
-    print(f"wrote {info.num_train} training and {info.num_val} validation videos to {info.root} (train.txt, val.txt, classes.txt)")
+    print(
+        f"wrote {info.num_train} training and {info.num_val} validation videos to {info.root} "
+        "(train.txt, val.txt, classes.txt)"
+    )
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+
     from videozoo.train import train
     from videozoo.train.config import config_from_args
-
-    import os
 
     result = train(config_from_args(args))
     # Under torchrun every process returns; the first one speaks for the run.

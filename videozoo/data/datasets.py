@@ -65,7 +65,9 @@ def _map_labels(names: list[str | None], classes: list[str] | None, source: str)
             unknown.add(n)
     if unknown:
         shown = ", ".join(sorted(unknown)[:10]) + (" ..." if len(unknown) > 10 else "")
-        raise DatasetSpecError(f"{source}: {len(unknown)} label(s) not among the model's {len(classes)} classes: {shown}")
+        raise DatasetSpecError(
+            f"{source}: {len(unknown)} label(s) not among the model's {len(classes)} classes: {shown}"
+        )
     return out, classes
 
 
@@ -87,7 +89,7 @@ def load_video_list(spec: str | os.PathLike, *, classes: list[str] | None = None
     if not paths:
         raise DatasetSpecError(f"{path}: the dataset holds no videos")
     labels, classes = _map_labels(names, classes, str(path))
-    items = [VideoItem(p, lab, n) for p, lab, n in zip(paths, labels, names)]
+    items = [VideoItem(p, lab, n) for p, lab, n in zip(paths, labels, names, strict=True)]
     return VideoList(items, list(classes), str(path))
 
 
@@ -107,7 +109,9 @@ def _read_kinetics_csv(path: Path, root: Path) -> tuple[list[str], list[str | No
         reader = csv.DictReader(f)
         need = {"youtube_id", "time_start", "time_end"}
         if not reader.fieldnames or not need <= set(reader.fieldnames):
-            raise DatasetSpecError(f"{path}: a Kinetics CSV needs the columns label,youtube_id,time_start,time_end,split")
+            raise DatasetSpecError(
+                f"{path}: a Kinetics CSV needs the columns label,youtube_id,time_start,time_end,split"
+            )
         for line, row in enumerate(reader, start=2):
             try:
                 start, end = int(float(row["time_start"])), int(float(row["time_end"]))
@@ -121,7 +125,8 @@ def _read_kinetics_csv(path: Path, root: Path) -> tuple[list[str], list[str | No
                 candidates += [root / label / f"{stem}.mp4", root / label.replace(" ", "_") / f"{stem}.mp4"]
             found = next((c for c in candidates if c.exists()), None)
             if found is None:
-                found = next((c.with_suffix(ext) for c in candidates for ext in VIDEO_EXTENSIONS if c.with_suffix(ext).exists()), candidates[0])
+                other_extensions = (c.with_suffix(ext) for c in candidates for ext in VIDEO_EXTENSIONS)
+                found = next((c for c in other_extensions if c.exists()), candidates[0])
             paths.append(str(found))
             names.append(label)
     return paths, names
@@ -129,7 +134,7 @@ def _read_kinetics_csv(path: Path, root: Path) -> tuple[list[str], list[str | No
 
 def _read_path_label_lines(path: Path, root: Path) -> tuple[list[str], list[str | None]]:
     paths, names = [], []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line in path.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue

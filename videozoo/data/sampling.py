@@ -37,9 +37,9 @@ such a video; the pyslowfast protocols keep it the same way).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, Sequence
 
 import torch
 
@@ -92,7 +92,9 @@ class ClipWindow:
         return iter((self.start_sec, self.end_sec))
 
 
-def _window(start: Seconds, clip: Seconds, duration: Seconds, index: int, num_clips: int, aug_index: int = 0) -> ClipWindow:
+def _window(
+    start: Seconds, clip: Seconds, duration: Seconds, index: int, num_clips: int, aug_index: int = 0
+) -> ClipWindow:
     return ClipWindow(
         start_sec=float(start),
         end_sec=float(start + clip),

@@ -23,7 +23,8 @@ touching fewer pixels. See docs/transforms.md for the formulas and the measured 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -193,7 +194,7 @@ class Normalize:
         self.value_scale = float(value_scale)
         divisor = 255.0 / self.value_scale
         self._scale = tuple(1.0 / (divisor * s) for s in self.std)
-        self._shift = tuple(-m / s for m, s in zip(self.mean, self.std))
+        self._shift = tuple(-m / s for m, s in zip(self.mean, self.std, strict=True))
 
     def __call__(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():
@@ -221,8 +222,14 @@ def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     return size, int(math.floor((float(width) / height) * size))
 
 
-def _bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
+def _bilinear(x: Tensor, size: tuple[int, int], *, frames_first: bool = False) -> Tensor:
     # interpolate takes (N, C, H, W); every (H, W) plane is resized on its own.
+    if frames_first and x.dim() == 4:
+        # A (C, T, H, W) clip laid out as torchvision's video recipe resizes it: T images of C
+        # channels. On one thread, F.interpolate's kernels for different channel counts differ in
+        # the last bit, and where the result is rounded to integers that moves a tie by one level.
+        out = F.interpolate(x.transpose(0, 1), size=size, mode="bilinear", align_corners=False, antialias=False)
+        return out.transpose(0, 1).contiguous()
     lead = x.shape[:-2]
     planes = x.reshape(-1, 1, *x.shape[-2:]) if x.dim() != 4 else x
     out = F.interpolate(planes, size=size, mode="bilinear", align_corners=False, antialias=False)
@@ -233,10 +240,11 @@ def _resize(x: Tensor, size: tuple[int, int], quantize: bool) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     if x.is_floating_point():
-        out = _bilinear(x, size)
-        return out.round() if quantize else out
+        if quantize:
+            return _bilinear(x, size, frames_first=True).round()
+        return _bilinear(x, size)
     # uint8 in, uint8 out, rounded: what torchvision's resize does for uint8 tensors.
-    return _bilinear(x.to(torch.float32), size).round().to(x.dtype)
+    return _bilinear(x.to(torch.float32), size, frames_first=True).round().to(x.dtype)
 
 
 class ShortSideScale:
@@ -465,11 +473,13 @@ class ClipTransform:
         self.channels = ReverseChannels() if cfg.channel_order.upper() == "BGR" else None
         self.normalize = Normalize(cfg.mean, cfg.std, cfg.value_scale)
         self.pack = PackPathway(cfg.slow_alpha) if cfg.slow_alpha else None
-        self.flip = None
+        self.flip: RandomHorizontalFlip | None = None
+        self.resize: Resize | RandomShortSideScale | ShortSideScale
+        self.crop_ops: list[Callable[[Tensor], Tensor]]
 
         if train:
             self.crop_size = cfg.train_crop_size
-            if torchvision_recipe:
+            if cfg.resize is not None:
                 self.resize = Resize(cfg.resize)
             else:
                 self.resize = RandomShortSideScale(*cfg.train_jitter, generator=generator)
@@ -478,7 +488,7 @@ class ClipTransform:
             return
 
         self.crop_size = cfg.crop_size
-        if torchvision_recipe:
+        if cfg.resize is not None:
             self.resize = Resize(cfg.resize, quantize=True)
         else:
             self.resize = ShortSideScale(cfg.short_side)
@@ -557,7 +567,9 @@ class ClipTransform:
 
     @property
     def steps(self) -> list[Callable]:
-        steps = [self.temporal, self.channels, ToFloat(), self.resize, *self.crop_ops, self.normalize, self.flip, self.pack]
+        steps = [
+            self.temporal, self.channels, ToFloat(), self.resize, *self.crop_ops, self.normalize, self.flip, self.pack
+        ]
         return [s for s in steps if s is not None]
 
     def __repr__(self) -> str:

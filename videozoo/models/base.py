@@ -7,9 +7,14 @@ testing), slide that window over the feature map and average the positions. Ever
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from videozoo.data.input_config import InputConfig
 
 Clip = Tensor | list[Tensor]  # (B, 3, T, H, W), or [slow, fast] for two-pathway models
 
@@ -25,6 +30,11 @@ class VideoClassifier(nn.Module):
     native_formats: frozenset[str] = frozenset({"videozoo", "safetensors"})
     #: True where the architecture takes exactly one clip size (learned position embeddings).
     fixed_input_size: bool = False
+    #: Set by `create_model`: the registry name, the input the weights expect, the class names
+    #: in index order (None where unknown).
+    model_name: str | None = None
+    input_config: InputConfig | None = None
+    class_names: list[str] | None = None
 
     @classmethod
     def convert_checkpoint(cls, fmt: str, state: dict[str, Tensor], *, source: str) -> dict[str, Tensor]:
@@ -121,7 +131,7 @@ def positions_from_map(fmap: Tensor, window: tuple[int, int, int] | None) -> Ten
     """
     if window is None:
         return fmap.mean(dim=(2, 3, 4)).unsqueeze(1)
-    k = tuple(min(w, s) for w, s in zip(window, fmap.shape[2:]))
+    k = tuple(min(w, s) for w, s in zip(window, fmap.shape[2:], strict=True))
     # CPU average pooling has no bf16 kernel for channels-first maps; the map is small: pool in float32.
     pooled = torch.nn.functional.avg_pool3d(fmap.float(), kernel_size=k, stride=1).to(fmap.dtype)
     return pooled.flatten(2).transpose(1, 2)

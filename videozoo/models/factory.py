@@ -166,7 +166,8 @@ def load_state_strict(model: nn.Module, state: dict[str, Tensor], source: str, *
     ]
     if missing or unexpected or mismatched:
         parts = []
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        problems = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+        for title, items in problems:
             if items:
                 parts.append(f"{len(items)} {title}:\n    " + "\n    ".join(items))
         raise CheckpointError(f"{source}: does not fit {type(model).__name__}:\n  " + "\n  ".join(parts))

@@ -8,11 +8,13 @@ shapes only, no arithmetic, so every model of the zoo is counted in well under a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from videozoo.models.spec import ModelSpec
 from videozoo.models.registry import get_spec
+from videozoo.models.spec import ModelSpec
 
 FLOPS_CONVENTION = "GFLOPs = 1e9 multiply-adds of convolutions and matrix products, per view at the eval crop"
 
@@ -38,13 +40,35 @@ def count_gmacs(model: torch.nn.Module, x) -> float:
 def model_gflops(name_or_spec: str | ModelSpec, *, crop: int | None = None) -> float:
     """GFLOPs per view of a registry model at its eval crop (or `crop`), published convention."""
     spec = get_spec(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
+    return _counted(spec, ("gflops", crop), lambda: _count_gflops(spec, crop))
+
+
+def model_params(name_or_spec: str | ModelSpec) -> int:
+    spec = get_spec(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
+    return int(_counted(spec, ("params", None), lambda: _count_params(spec)))
+
+
+# The figures of a spec are counted once per process: the table, `videozoo models` and the checks
+# of the published figures all read them. Keyed by the spec object itself (held, so it cannot be
+# replaced by another at the same address), so an entry swapped in the registry is counted anew.
+_COUNTS: dict[tuple[str, str, int | None], tuple[ModelSpec, float]] = {}
+
+
+def _counted(spec: ModelSpec, what: tuple[str, int | None], count: Callable[[], float]) -> float:
+    key = (spec.name, *what)
+    hit = _COUNTS.get(key)
+    if hit is None or hit[0] is not spec:
+        hit = _COUNTS[key] = (spec, count())
+    return hit[1]
+
+
+def _count_gflops(spec: ModelSpec, crop: int | None) -> float:
     with torch.device("meta"):
         model = spec.build().eval()
     return count_gmacs(model, view_input(spec, crop=crop, device="meta"))
 
 
-def model_params(name_or_spec: str | ModelSpec) -> int:
-    spec = get_spec(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
+def _count_params(spec: ModelSpec) -> int:
     with torch.device("meta"):
         model = spec.build()
     return sum(p.numel() for p in model.parameters())

@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from videozoo.models.base import VideoClassifier
 from videozoo.data.input_config import InputConfig
+from videozoo.models.base import VideoClassifier
 from videozoo.models.spec import Metrics, ModelSpec, register
 from videozoo.weights.sources import WeightSource
 
@@ -86,7 +86,9 @@ class Bottleneck3d(nn.Module):
             in_channels, width, kernel_size=(temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0), bias=False
         )
         self.bn1 = nn.BatchNorm3d(width)
-        self.conv2 = nn.Conv3d(width, width, kernel_size=(1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
+        self.conv2 = nn.Conv3d(
+            width, width, kernel_size=(1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
+        )
         self.bn2 = nn.BatchNorm3d(width)
         self.conv3 = nn.Conv3d(width, out_channels, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm3d(out_channels)
@@ -245,7 +247,8 @@ def from_caffe2_blobs(
     unexpected = [name for name in blobs if name not in wanted]
     if missing or unexpected:
         variant = "with" if non_local else "without"
-        parts = [f"{len(v)} {t}: {', '.join(v)}" for t, v in (("missing blobs", missing), ("unexpected blobs", unexpected)) if v]
+        problems = (("missing blobs", missing), ("unexpected blobs", unexpected))
+        parts = [f"{len(v)} {t}: {', '.join(v)}" for t, v in problems if v]
         raise CheckpointError(
             f"{source}: not a video-nonlocal-net I3D ResNet-50 ({variant} non-local blocks) checkpoint; "
             + "; ".join(parts)
@@ -334,7 +337,10 @@ register(
             views="10x3",
             source=_SOURCE.format(video="73.7/91.2", clip="66.4/86.4"),
         ),
-        description="I3D ResNet-50 with 5 non-local blocks (res3, res4), 32 frames at stride 2, trained on Kinetics-400 in Caffe2",
+        description=(
+            "I3D ResNet-50 with 5 non-local blocks (res3, res4), 32 frames at stride 2, "
+            "trained on Kinetics-400 in Caffe2"
+        ),
         paper=_PAPER,
     )
 )

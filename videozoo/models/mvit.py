@@ -21,8 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from videozoo.models.base import VideoClassifier
 from videozoo.data.input_config import InputConfig
+from videozoo.models.base import VideoClassifier
 from videozoo.models.spec import Metrics, ModelSpec, register
 from videozoo.weights.sources import WeightSource
 
@@ -243,7 +243,7 @@ class MViT(VideoClassifier):
         for i in range(depth):
             pools_q = i in stage_starts
             if pools_q:
-                stride_kv = tuple(max(s // q, 1) for s, q in zip(stride_kv, q_stride))
+                stride_kv = tuple(max(s // q, 1) for s, q in zip(stride_kv, q_stride, strict=True))
             blocks.append(
                 MultiscaleBlock(
                     width * 2 ** doublings(i),

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from videozoo.models.base import VideoClassifier, positions_from_map
 from videozoo.data.input_config import TORCHVISION_KINETICS_MEAN, TORCHVISION_KINETICS_STD, InputConfig
+from videozoo.models.base import VideoClassifier, positions_from_map
 from videozoo.models.spec import Metrics, ModelSpec, register
 from videozoo.weights.sources import WeightSource
 
@@ -164,7 +164,9 @@ register(
             flops_note="the published figure is for a 16x224x224 input; the 128-frame evaluation clip "
             "costs 8 times as much (143.83 GFLOPs)",
         ),
-        description="Separable 3D Inception network (S3D): each 3D convolution factorised into spatial and temporal ones.",
+        description=(
+            "Separable 3D Inception network (S3D): each 3D convolution factorised into spatial and temporal ones."
+        ),
         paper="Rethinking Spatiotemporal Feature Learning: Speed-Accuracy Trade-offs in Video Classification, "
         "Xie et al., ECCV 2018 (arXiv:1712.04851)",
     )

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from videozoo.data.input_config import InputConfig
 from videozoo.models.base import VideoClassifier, positions_from_map
 from videozoo.models.resnet import (
     BN_FLOPS_NOTE,
@@ -32,7 +33,6 @@ from videozoo.models.resnet import (
     pyslowfast_block_key,
     rename_pyslowfast,
 )
-from videozoo.data.input_config import InputConfig
 from videozoo.models.spec import Metrics, ModelSpec, register
 from videozoo.weights.sources import WeightSource
 
@@ -83,7 +83,7 @@ class PoolConcatPathways(nn.Module):
 
     def forward(self, x: list[Tensor]) -> Tensor:
         # Both maps have the same H, W and pool to the same number of positions.
-        return torch.cat([positions_from_map(m, w) for m, w in zip(x, self.windows)], dim=2)
+        return torch.cat([positions_from_map(m, w) for m, w in zip(x, self.windows, strict=True)], dim=2)
 
 
 class SlowFast(VideoClassifier):

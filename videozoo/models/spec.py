@@ -6,13 +6,14 @@ imports the families and answers look-ups, so this module imports no family.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
-
-import torch.nn as nn
+from typing import Any
 
 from videozoo.data.input_config import InputConfig
+from videozoo.models.base import VideoClassifier
 from videozoo.weights.sources import WeightSource
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -31,7 +32,7 @@ class Metrics:
 class ModelSpec:
     name: str
     family: str
-    cls: Callable[..., nn.Module]
+    cls: type[VideoClassifier]
     arch: Mapping[str, Any]
     input: InputConfig
     weights: Mapping[str, WeightSource] = field(default_factory=dict)
@@ -40,7 +41,7 @@ class ModelSpec:
     description: str = ""
     paper: str = ""
 
-    def build(self, *, num_classes: int | None = None, **overrides: Any) -> nn.Module:
+    def build(self, *, num_classes: int | None = None, **overrides: Any) -> VideoClassifier:
         """The family class built with this entry's `arch`, `overrides` laid over it.
 
         The model keeps the arguments it was built with as `model.arch` (checkpoints record them).
@@ -55,7 +56,7 @@ class ModelSpec:
     def is_two_pathway(self) -> bool:
         return self.input.slow_alpha is not None
 
-    def replace(self, **changes: Any) -> "ModelSpec":
+    def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
 from videozoo.data.input_config import TORCHVISION_KINETICS_MEAN, TORCHVISION_KINETICS_STD, InputConfig
+from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
 from videozoo.models.spec import Metrics, ModelSpec, register
 from videozoo.weights.sources import WeightSource
 
@@ -117,7 +117,8 @@ class VideoResNet(VideoClassifier):
             raise ValueError(f"stage_convs needs one kind per stage (4), got {stage_convs!r}")
         self.stem = make_stem(stem)
         cin = 64
-        for index, (width, blocks, conv) in enumerate(zip(STAGE_WIDTHS, BLOCKS_PER_DEPTH[depth], stage_convs)):
+        stages = zip(STAGE_WIDTHS, BLOCKS_PER_DEPTH[depth], stage_convs, strict=True)
+        for index, (width, blocks, conv) in enumerate(stages):
             first_stride = 1 if index == 0 else 2
             stage = nn.Sequential(
                 *(BasicBlock(cin if b == 0 else width, width, conv=conv, stride=first_stride if b == 0 else 1)
@@ -160,7 +161,9 @@ _TORCHVISION_112 = InputConfig(
     clip_spacing="torchvision",
 )
 
-_PAPER = "A Closer Look at Spatiotemporal Convolutions for Action Recognition, Tran et al., CVPR 2018 (arXiv:1711.11248)"
+_PAPER = (
+    "A Closer Look at Spatiotemporal Convolutions for Action Recognition, Tran et al., CVPR 2018 (arXiv:1711.11248)"
+)
 
 
 def _torchvision_weights(name: str, sha256_prefix: str) -> dict[str, WeightSource]:

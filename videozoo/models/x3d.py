@@ -15,8 +15,8 @@ import math
 import torch.nn as nn
 from torch import Tensor
 
-from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
 from videozoo.data.input_config import InputConfig
+from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
 from videozoo.models.spec import Metrics, ModelSpec, register
 from videozoo.weights.sources import WeightSource
 

@@ -92,7 +92,7 @@ class TrainConfig:
     tensorboard: bool = True
     plot: bool = True
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         missing = [f"--{n}" for n in REQUIRED if not getattr(self, n)]
         if missing:
             raise ValueError(f"missing required setting(s): {', '.join(missing)}")
@@ -112,7 +112,8 @@ class TrainConfig:
             raise ValueError("hflip must be a probability in [0, 1]")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError("label_smoothing must be in [0, 1)")
-        if self.train_jitter is not None and (len(self.train_jitter) != 2 or self.train_jitter[0] > self.train_jitter[1]):
+        jitter = self.train_jitter
+        if jitter is not None and (len(jitter) != 2 or jitter[0] > jitter[1]):
             raise ValueError(f"train_jitter must be [min, max], got {self.train_jitter}")
         if sorted(self.milestones) != list(self.milestones):
             raise ValueError(f"milestones must be increasing, got {self.milestones}")

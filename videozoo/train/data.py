@@ -12,8 +12,8 @@ collate drops it from the batch and hands it on so the loop can warn and count.
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,8 @@ from videozoo.io import Clip, VideoDecodeError, open_video
 from videozoo.engine.views import load_views
 from videozoo.data.input_config import InputConfig
 from videozoo.data.transforms import RandomHorizontalFlip, transform_for
+from videozoo.engine.predictor import load_views
+from videozoo.io import Clip, VideoDecodeError, open_video
 
 Views = Tensor | list[Tensor]  # (C, T, H, W) or [slow, fast] for one sample; batched with a leading B
 
@@ -126,7 +128,10 @@ class ClipDataset(Dataset):
             if self._cache is not None:
                 views = self._cached_views(item.path, self.transform(index))
             else:
-                views = load_views(item.path, self.transform(index), threads=self.decode_threads, frame_fps=self.input.fps).views
+                loaded = load_views(
+                    item.path, self.transform(index), threads=self.decode_threads, frame_fps=self.input.fps
+                )
+                views = loaded.views
         except (VideoDecodeError, OSError) as e:
             return Skipped(index, item.path, getattr(e, "reason", None) or str(e))
         # (1, C, T, crop, crop) or [slow, fast] of that layout

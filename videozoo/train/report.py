@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "samples_per_s", "skipped_videos")
+COLUMNS = (
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "samples_per_s", "skipped_videos"
+)
 
 
 def log(message: str, *, enabled: bool = True) -> None:
@@ -122,7 +124,11 @@ def write_plot(rows: list[dict], path: str | Path) -> Path | None:
     epochs = [r["epoch"] for r in rows]
 
     def series(key):
-        pts = [(e, r.get(key)) for e, r in zip(epochs, rows) if r.get(key) is not None and not math.isnan(r[key])]
+        pts = [
+            (e, r.get(key))
+            for e, r in zip(epochs, rows, strict=True)
+            if r.get(key) is not None and not math.isnan(r[key])
+        ]
         return [p[0] for p in pts], [p[1] for p in pts]
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -147,7 +153,9 @@ def write_plot(rows: list[dict], path: str | Path) -> Path | None:
 class Progress:
     """A tqdm bar with samples/s on a terminal; otherwise a log line every `log_every` steps."""
 
-    def __init__(self, mode: str, *, enabled: bool, total: int, epoch: int, epochs: int, log_every: int, initial: int = 0):
+    def __init__(
+        self, mode: str, *, enabled: bool, total: int, epoch: int, epochs: int, log_every: int, initial: int = 0
+    ):
         self.enabled = enabled and mode != "none"
         use_bar = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
         self.bar = None
@@ -162,7 +170,10 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
+                    dynamic_ncols=True,
+                )
 
     def update(self, samples: int, loss: float, lr: float) -> None:
         self.samples += samples
@@ -174,7 +185,10 @@ class Progress:
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", samples_per_s=f"{rate:.1f}", refresh=False)
             self.bar.update(1)
         elif self.done % self.log_every == 0 or self.done == self.total:
-            log(f"epoch {self.epoch + 1}/{self.epochs} batch {self.done}/{self.total} loss {loss:.4f} lr {lr:.4g} {rate:.1f} samples/s")
+            log(
+                f"epoch {self.epoch + 1}/{self.epochs} batch {self.done}/{self.total} "
+                f"loss {loss:.4f} lr {lr:.4g} {rate:.1f} samples/s"
+            )
 
     def close(self) -> None:
         if self.bar is not None:

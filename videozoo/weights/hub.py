@@ -122,8 +122,9 @@ def download(
                 try:
                     block = resp.read(1 << 20)
                 except http.client.IncompleteRead as e:
+                    got = received + len(e.partial)
                     raise IntegrityError(
-                        f"{url}: connection closed after {received + len(e.partial)} of {total} bytes (truncated download)"
+                        f"{url}: connection closed after {got} of {total} bytes (truncated download)"
                     ) from e
                 if not block:
                     break
