@@ -268,7 +268,7 @@ def test_two_processes_match_one_process_with_the_global_batch(synth, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "2 process(es)" in proc.stderr
     out = tmp_path / "two"
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_last.pth", "config.yaml", "metrics.csv", "model.pth"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint_last.pth", "config.yaml", "manifest.json", "metrics.csv", "model.pth"]
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3
     assert max_difference(weights_of(single.model_path), weights_of(out / "model.pth")) < 1e-5

@@ -67,6 +67,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         model=args.model, data=args.data, out=args.out, weights=args.weights, views=args.views,
         data_root=args.data_root, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
         device=args.device, resume=args.resume, save_view_scores=args.save_view_scores, limit=args.limit,
+        wait=args.wait,
     )
     metrics = evaluate(cfg)
     if metrics is not None:
@@ -81,7 +82,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     cfg = FeatureConfig(
         model=args.model, out=args.out, data=args.data, videos=args.videos or None, weights=args.weights,
         views=args.views, format=args.format, workers=args.workers, batch_size=args.batch_size,
-        precision=args.precision, device=args.device, resume=args.resume,
+        precision=args.precision, device=args.device, resume=args.resume, wait=args.wait,
     )
     summary = extract_features(cfg)
     print(json.dumps(summary))
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder of the videos of a Kinetics CSV (default: the CSV's folder)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the predictions already in --out")
+    p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
     p.add_argument("--save-view-scores", action="store_true", help="store every view's scores")
@@ -200,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
     p.set_defaults(func=_cmd_features)
 
     p = sub.add_parser("synth", help="write a synthetic motion dataset (H.264 MP4)")
@@ -248,10 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()
     try:
         return int(args.func(args) or 0)
-    except (RuntimeError, ValueError, KeyError, FileNotFoundError) as e:
+    except (RuntimeError, ValueError, KeyError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"videozoo {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        from videozoo.jobs.rundir import exit_status
+
+        return exit_status(e)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ PROGRESS = ("auto", "bar", "log", "none")
 
 # Fields that may differ between a run and its resumption without changing what was trained so far.
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "resume", "out", "num_workers", "log_every", "progress", "tensorboard", "plot", "device"}
+    {"epochs", "resume", "wait", "out", "num_workers", "log_every", "progress", "tensorboard", "plot", "device",
+     "check_videos"}
 )
 REQUIRED = ("model", "data", "out")
 
@@ -44,6 +45,7 @@ class TrainConfig:
     val_data: str | None = None
     classes: str | None = None  # a file of class names, one a line (default: sorted training labels)
     resume: bool = False
+    wait: bool = False  # another run writing in `out`: wait for it instead of stopping
 
     # optimisation (torchvision recipe)
     epochs: int = 45
@@ -232,6 +234,7 @@ _HELP = {
     "val_data": "held-out videos, evaluated on one centred clip per video after each epoch",
     "classes": "file of class names, one a line (default: the sorted training labels)",
     "resume": "continue from OUT/checkpoint_last.pth",
+    "wait": "if another run is writing in --out, wait for it to end instead of stopping",
     "batch_size": "clips per process and step",
     "accumulate": "micro-batches accumulated per optimizer step",
     "base_lr": "learning rate for a global batch of lr_reference_batch clips; scaled linearly",
