@@ -86,6 +86,7 @@ class TrainConfig:
     dropout: float | None = None
     hflip: float = 0.5  # probability of a horizontal flip in training; 0 where left/right is the label
     cache_videos: bool = False  # decode every video once and keep its frames in memory (small datasets)
+    check_videos: bool = True  # open every training video before the first epoch (fail early if a class has none)
 
     # reporting
     val_every: int = 1
@@ -256,6 +257,7 @@ _HELP = {
     "dropout": "dropout before the classifier",
     "hflip": "probability of a horizontal flip of a training clip; 0 for classes that tell left from right",
     "progress": "auto (a bar on a terminal, log lines otherwise), bar, log or none",
+    "check_videos": "open every training video before the first epoch; stop if none, or none of a class, can be read",
 }
 
 

@@ -19,7 +19,7 @@ from videozoo.jobs.rundir import RunError, RunLock, data_sha256, identity, manif
 from videozoo.models.factory import save_model
 from videozoo.models.registry import get_spec
 from videozoo.train.config import TrainConfig
-from videozoo.train.epoch import EpochSums, StopFlag, train_epoch
+from videozoo.train.epoch import EpochSums, NonFiniteLoss, StopFlag, train_epoch
 from videozoo.train.processes import Processes, setup_processes
 from videozoo.train.report import RunReport, SkipWarnings, log
 from videozoo.train.resume import (
@@ -30,7 +30,7 @@ from videozoo.train.resume import (
     save_training_checkpoint,
     seed_everything,
 )
-from videozoo.train.setup import TrainingSetup, read_videos, set_up
+from videozoo.train.setup import TrainingSetup, check_readable, read_videos, set_up
 from videozoo.train.validate import validate
 
 FINAL_MODEL = "model.pth"
@@ -120,6 +120,8 @@ class _Trainer:
         resume = load_resume_checkpoint(cfg, self.ckpt_path, procs, also=first_run)
         seed_everything(cfg.seed)
         videos = read_videos(cfg)
+        if cfg.check_videos:
+            check_readable(videos.train, videos.class_names, enabled_log=procs.main)
         if resume is not None and resume.class_names != videos.class_names:
             raise ValueError(f"{self.ckpt_path}: trained on other classes than {cfg.data} now holds")
         self.setup = set_up(cfg, procs, videos)
@@ -153,12 +155,19 @@ class _Trainer:
         with StopFlag() as stop:
             for epoch in range(self.start.epoch, cfg.epochs):
                 resumed = epoch == self.start.epoch
-                end = train_epoch(
-                    run, epoch,
-                    skip_batches=self.start.batch if resumed else 0,
-                    sums=self.start.partial if resumed else EpochSums(),
-                    stop=stop, report=self.report, warnings=self.warnings, on_step=self.on_step,
-                )
+                try:
+                    end = train_epoch(
+                        run, epoch,
+                        skip_batches=self.start.batch if resumed else 0,
+                        sums=self.start.partial if resumed else EpochSums(),
+                        stop=stop, report=self.report, warnings=self.warnings, on_step=self.on_step,
+                    )
+                except NonFiniteLoss as e:
+                    self.report.close()
+                    kept = (f"the last good checkpoint, {self.ckpt_path} (epoch {epochs_done}), is kept"
+                            if self.ckpt_path.exists() else "no checkpoint was written yet")
+                    raise RunError(f"{e}; {kept}, and no {FINAL_MODEL} is written. A lower learning rate "
+                                   "(--lr) or --clip-grad-norm may help") from e
                 sums = end.sums
                 if end.interrupted:
                     self._checkpoint(epoch, end.batch, sums)
