@@ -87,3 +87,104 @@ def test_convert_is_atomic_when_the_write_fails(checkpoint, tmp_path, capsys, mo
     monkeypatch.undo()
     assert main(["convert", str(checkpoint), str(tmp_path / "ok.safetensors")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.safetensors", "out.pth"]
+
+
+# -- bad arguments: exit status 2, one message, no traceback, for every subcommand ---------------------
+
+# (flag, bad value, words the message holds)
+BAD_ARGUMENTS = [
+    ("--top-k", "0", "must be at least 1"),
+    ("--top-k", "-3", "must be at least 1"),
+    ("--batch-size", "0", "must be at least 1"),
+    ("--batch-size", "-2", "must be at least 1"),
+    ("--batch-size", "many", "'many'"),
+    ("--workers", "-1", "0 or more"),
+    ("--num-workers", "-1", "num_workers"),
+    ("--epochs", "0", "epochs must be at least 1"),
+    ("--epochs", "-2", "epochs must be at least 1"),
+    ("--limit", "0", "must be at least 1"),
+    ("--views", "3", "3"),
+    ("--views", "2x2", "2x2"),
+    ("--views", "tenxthree", "tenxthree"),
+    ("--model", "x3d_xss", "did you mean x3d_xs"),
+    ("--threads", "0", "must be at least 1"),
+    ("--videos-per-class", "0", "must be at least 1"),
+    ("--frames", "-1", "must be at least 1"),
+]
+
+# Arguments that make the rest of a subcommand's line valid, so that only the bad flag is wrong.
+VALID = {
+    "predict": ["v.mp4"],
+    "evaluate": ["--data", "list.txt", "--out", "{out}"],
+    "features": ["--out", "{out}"],
+    "train": ["--model", "x3d_xs", "--data", "list.txt", "--out", "{out}"],
+    "convert": ["in.pth", "out.pth"],
+    "synth": ["--out", "{out}"],
+}
+
+
+def _status(argv, capsys) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def _subcommands(capsys) -> list[str]:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    return re.search(r"\{([\w,-]+)\}", text).group(1).split(",")
+
+
+def _flags(command, capsys) -> set[str]:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return set(re.findall(r"(--[\w-]+)", capsys.readouterr().out))
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    # Should a bad value ever get past the checks, nothing is downloaded or written outside tmp_path.
+    monkeypatch.setenv("VIDEOZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VIDEOZOO_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+def test_every_subcommand_answers_bad_arguments_with_one_message(capsys, tmp_path, offline):
+    commands = _subcommands(capsys)
+    assert {"models", "convert", "predict", "evaluate", "features", "synth", "train", "demo"} <= set(commands)
+    tried = 0
+    for command in commands:
+        flags = _flags(command, capsys)
+        for flag, value, words in BAD_ARGUMENTS:
+            if flag not in flags:
+                continue
+            valid = [a.replace("{out}", str(tmp_path / f"out-{command}")) for a in VALID.get(command, [])]
+            code, err = _status([command, *valid, flag, value], capsys)
+            where = f"videozoo {command} {flag} {value}"
+            assert code == 2, f"{where}: exit status {code}\n{err}"
+            assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1, where
+            if command in VALID:
+                assert words in err and (flag in err or flag[2:].replace("-", "_") in err), f"{where}: {err}"
+                assert not (tmp_path / f"out-{command}").exists(), f"{where} wrote its output folder"
+            tried += 1
+    assert tried >= 25
+
+
+@pytest.mark.parametrize("command", ["evaluate", "features"])
+def test_zero_workers_is_accepted(command, capsys):
+    from videozoo.cli.main import build_parser
+
+    args = build_parser().parse_args([command, *VALID[command], "--workers", "0"])
+    assert args.workers == 0
+
+
+def test_a_real_process_exits_2_without_a_traceback(tmp_path):
+    env = {**os.environ, "VIDEOZOO_OFFLINE": "1", "VIDEOZOO_HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    for argv in (["-m", "videozoo", "predict", "v.mp4", "--model", "x3d_xss"],
+                 ["-m", "videozoo.train", "--model", "x3d_xs", "--data", "l.txt", "--out", str(tmp_path / "o"), "--epochs", "0"]):
+        proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len([line for line in proc.stderr.splitlines() if "error:" in line]) == 1
