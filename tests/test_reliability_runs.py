@@ -259,23 +259,21 @@ def test_resume_of_features_and_training_checks_identity_too(weights, dataset, s
     with pytest.raises(ResumeMismatchError, match="views: '1x3' in the first run, '1x1' now"):
         extract_features(FeatureConfig(model=MODEL, data=str(dataset), out=str(out), weights=weights, workers=0,
                                        precision="fp32", views="1x1", resume=True))
+    import argparse
+
     from videozoo.cli.main import main
+    from videozoo.train import train
+    from videozoo.train.config import add_cli_arguments, config_from_args
 
-    run = tmp_path / "t"
     data = tmp_path / "train.txt"
-    data.write_text("".join(f"{synth.root / line.split()[0]} {line.split()[1]}\n"
-                            for line in synth.train_list.read_text().splitlines()))
-    argv = _train_argv(synth, run)
+    data.write_text("".join(f"{synth.root / line}\n" for line in synth.train_list.read_text().splitlines()))
+    argv = _train_argv(synth, tmp_path / "t", "--epochs", "1")  # the last --epochs wins
     argv[argv.index("--data") + 1] = str(data)
-    assert main([*argv[:argv.index("--epochs") + 1], "1", *argv[argv.index("--epochs") + 2:]]) == 0
+    assert main(argv) == 0
     data.write_text(data.read_text() + "# one more line\n")
-    with pytest.raises(ValueError, match="data_sha256"):
-        main_args = [*argv, "--resume"]
-        from videozoo.train import train
-        from videozoo.train.config import add_cli_arguments, config_from_args
-        import argparse
-
-        train(config_from_args(add_cli_arguments(argparse.ArgumentParser()).parse_args(main_args[1:])))
+    resume = config_from_args(add_cli_arguments(argparse.ArgumentParser()).parse_args([*argv[1:], "--epochs", "2", "--resume"]))
+    with pytest.raises(ResumeMismatchError, match="data_sha256: .* in the first run, .* now"):
+        train(resume)
 
 
 # -- --out that cannot be used, and a disk that fills up ---------------------------------------------------

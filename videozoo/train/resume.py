@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from videozoo.jobs.rundir import ResumeMismatchError
 from videozoo.models.factory import save_model
 from videozoo.train.config import TrainConfig, config_from_dict, resume_differences
 from videozoo.train.epoch import EpochSums
@@ -59,7 +60,7 @@ def load_resume_checkpoint(
     saved = config_from_dict(dict(state.meta.training), source=str(path))
     differences = resume_differences(saved, cfg) + list(also or [])
     if differences:
-        raise ValueError(f"{path} was trained with other settings:\n  " + "\n  ".join(differences))
+        raise ResumeMismatchError(f"{path} was trained with other settings:\n  " + "\n  ".join(differences))
     return state
 
 
