@@ -279,6 +279,8 @@ def server():
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDEOZOO_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("VIDEOZOO_OFFLINE", raising=False)
+    monkeypatch.delenv("VIDEOZOO_MIRROR", raising=False)
+    monkeypatch.setenv("VIDEOZOO_DOWNLOAD_BACKOFF_SEC", "0.01")  # retries without waiting
     return tmp_path / "home"
 
 

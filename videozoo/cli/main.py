@@ -67,6 +67,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         model=args.model, data=args.data, out=args.out, weights=args.weights, views=args.views,
         data_root=args.data_root, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
         device=args.device, resume=args.resume, save_view_scores=args.save_view_scores, limit=args.limit,
+        wait=args.wait,
     )
     metrics = evaluate(cfg)
     if metrics is not None:
@@ -81,7 +82,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     cfg = FeatureConfig(
         model=args.model, out=args.out, data=args.data, videos=args.videos or None, weights=args.weights,
         views=args.views, format=args.format, workers=args.workers, batch_size=args.batch_size,
-        precision=args.precision, device=args.device, resume=args.resume,
+        precision=args.precision, device=args.device, resume=args.resume, wait=args.wait,
     )
     summary = extract_features(cfg)
     print(json.dumps(summary))
@@ -146,8 +147,27 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _nonnegative_int(value: str) -> int:
+    if value.strip() in ("0", "+0", "-0"):
+        return 0
+    try:
+        return _positive_int(value)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("at least 1", "0 or more")) from None
+
+
+def _model_arg(value: str) -> str:
+    from videozoo.models.registry import get_spec
+
+    try:
+        get_spec(value)
+    except KeyError as e:
+        raise argparse.ArgumentTypeError(e.args[0]) from None
+    return value
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="slow_r50", help="registry name (see `videozoo models`)")
+    p.add_argument("--model", type=_model_arg, default="slow_r50", help="registry name (see `videozoo models`)")
     p.add_argument("--weights", type=_weights_arg, default="kinetics400",
                    help="kinetics400 (official), a checkpoint path, or none (random)")
     p.add_argument("--views", type=_views_arg, default="1x1",
@@ -169,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a checkpoint (e.g. a Caffe2 .pkl) to .pth or .safetensors")
     p.add_argument("input", help="checkpoint in any supported format")
     p.add_argument("output", help="OUT.pth or OUT.safetensors")
-    p.add_argument("--model", help="registry name (inferred from the checkpoint's keys if omitted)")
+    p.add_argument("--model", type=_model_arg, help="registry name (inferred from the checkpoint's keys if omitted)")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("predict", help="top-k actions of videos")
@@ -188,10 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder of the videos of a Kinetics CSV (default: the CSV's folder)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the predictions already in --out")
-    p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
+    p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
+    p.add_argument("--workers", type=_nonnegative_int, default=2, help="decoding worker processes (0: decode in this one)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
     p.add_argument("--save-view-scores", action="store_true", help="store every view's scores")
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N videos only")
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N videos only")
     p.set_defaults(func=_cmd_evaluate, device="auto")
 
     p = sub.add_parser("features", help="pooled features per clip and per video (resumable)")
@@ -200,21 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset spec instead of video files")
     p.add_argument("--out", required=True)
     p.add_argument("--format", default="npy", choices=["npy", "safetensors"])
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=_nonnegative_int, default=2)
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
     p.set_defaults(func=_cmd_features)
 
     p = sub.add_parser("synth", help="write a synthetic motion dataset (H.264 MP4)")
     p.add_argument("--out", required=True)
     p.add_argument("--classes", help="comma-separated motion classes (default: all 8)")
-    p.add_argument("--videos-per-class", type=int, default=24)
+    p.add_argument("--videos-per-class", type=_positive_int, default=24)
     p.add_argument("--val-fraction", type=float, default=0.25)
-    p.add_argument("--size", type=int, default=112, help="frame height and width")
-    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--size", type=_positive_int, default=112, help="frame height and width")
+    p.add_argument("--frames", type=_positive_int, default=32)
     p.add_argument("--fps", type=float, default=15)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_nonnegative_int, default=1)
     p.set_defaults(func=_cmd_synth)
 
     from videozoo.train.config import add_cli_arguments
@@ -251,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()
     try:
         return int(args.func(args) or 0)
-    except (RuntimeError, ValueError, KeyError, FileNotFoundError) as e:
+    except (RuntimeError, ValueError, KeyError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"videozoo {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        from videozoo.jobs.rundir import exit_status
+
+        return exit_status(e)
 
 
 if __name__ == "__main__":

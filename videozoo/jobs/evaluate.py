@@ -2,7 +2,9 @@
 
 Decoding and transforms run in DataLoader workers while the main process runs the model. Every
 finished video is appended to `predictions.jsonl` at once, so a killed run loses nothing:
-`resume=True` skips the videos already there. A video that fails to decode is recorded with its
+`resume=True` skips the videos already there, after checking against `manifest.json` that they
+came from the same model, weights, views, precision and data (videozoo.jobs.rundir); the output
+folder is locked while a run writes in it. A video that fails to decode is recorded with its
 reason and the run goes on. Under torch.distributed (torchrun) each process takes every
 world-th video (no padding, so no video is evaluated twice), writes its own part file, and rank 0
 merges the parts and computes the metrics, which equal those of one process.
@@ -27,7 +29,11 @@ from videozoo.models.factory import create_model
 from videozoo.jobs.metrics import plot_confusion, summarize
 from videozoo.data.plan import ViewPlan
 from videozoo.engine import Engine, resolve_device
-from videozoo.jobs.records import read_records
+from videozoo.jobs.records import RecordWriter, read_records
+from videozoo.jobs.rundir import (
+    RunError, RunLock, check_resume, data_sha256, identity, prepare_out, write_manifest, write_text_atomic,
+)
+from videozoo.models.registry import get_spec
 
 log = logging.getLogger("videozoo.jobs.evaluate")
 
@@ -48,12 +54,15 @@ class EvalConfig:
     save_view_scores: bool = False
     decoder_threads: int | None = None
     limit: int | None = None  # evaluate only the first N videos
+    wait: bool = False  # wait for another run holding `out` instead of stopping
 
     def __post_init__(self) -> None:
         self.views = ViewPlan.parse(self.views)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "views": str(self.views)}
+        """The settings the results depend on (not how this invocation was started: resume, wait)."""
+        d = {**dataclasses.asdict(self), "views": str(self.views)}
+        return {k: v for k, v in d.items() if k not in ("resume", "wait")}
 
 
 # -- distributed helpers ------------------------------------------------------------------------------
@@ -101,48 +110,75 @@ def _record(index: int, videos: VideoList, pred=None, error: str | None = None, 
 
 def evaluate(cfg: EvalConfig) -> dict | None:
     """Run the evaluation described by `cfg`; returns the metrics (on rank 0; None elsewhere)."""
+    get_spec(cfg.model)  # an unknown name fails before anything is written
     device = str(resolve_device(cfg.device))
     rank, world = _dist_setup(device)
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % max(torch.cuda.device_count(), 1)}"
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    lock = None
+    if rank == 0:
+        prepare_out(out)
+        lock = RunLock(out, wait=cfg.wait).acquire()
+    try:
+        _barrier()
+        return _evaluate(cfg, out, device, rank, world)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _evaluate(cfg: EvalConfig, out: Path, device: str, rank: int, world: int) -> dict | None:
+    if cfg.resume and cfg.weights is None:
+        raise ValueError("--resume with random weights (--weights none): each run draws other weights, so the "
+                         "records would not belong together; save the model (videozoo.save_model) and pass the file")
     model = create_model(cfg.model, weights=cfg.weights)
     classes = model.class_names or [str(i) for i in range(model.num_classes)]
     videos = load_video_list(cfg.data, classes=classes, root=cfg.data_root)
     total = len(videos) if cfg.limit is None else min(cfg.limit, len(videos))
-
-    final = out / "predictions.jsonl"
-    part = out / (f"predictions.rank{rank}.jsonl" if world > 1 else "predictions.jsonl")
-    if not cfg.resume and rank == 0:
-        for stale in [final, *out.glob("predictions.rank*.jsonl")]:
-            stale.unlink(missing_ok=True)
-    _barrier()
-    done = {r["index"] for p in [final, *out.glob("predictions.rank*.jsonl")] for r in read_records(p)} if cfg.resume else set()
-    todo = [i for i in range(rank, total, world) if i not in done]
     engine = Engine(
         model, views=cfg.views, device=device, precision=cfg.precision, batch_size=cfg.batch_size,
         threads=cfg.decoder_threads, inplace=True,
     )
+    ident = identity(
+        model=cfg.model, weights=cfg.weights, data_sha=data_sha256(cfg.data, root=cfg.data_root),
+        views=str(cfg.views), precision=engine.precision.name, save_view_scores=cfg.save_view_scores,
+    )
+
+    final = out / "predictions.jsonl"
+    part = out / (f"predictions.rank{rank}.jsonl" if world > 1 else "predictions.jsonl")
     if rank == 0:
-        with open(out / "config.json", "w") as f:
-            json.dump({**cfg.to_dict(), "world_size": world, "device": device, "precision_used": engine.precision.name}, f, indent=2)
+        started = final.exists() or any(out.glob("predictions.rank*.jsonl"))
+        if cfg.resume and started:
+            check_resume(out, ident, job="evaluate")
+        else:
+            for stale in [final, *out.glob("predictions.rank*.jsonl"), out / "metrics.json"]:
+                stale.unlink(missing_ok=True)
+            write_manifest(out, ident, job="evaluate", about={"weights": cfg.weights, "data": cfg.data})
+    _barrier()
+    done = {r["index"] for p in [final, *out.glob("predictions.rank*.jsonl")] for r in read_records(p)} if cfg.resume else set()
+    todo = [i for i in range(rank, total, world) if i not in done]
+    if rank == 0:
+        settings = {**cfg.to_dict(), "world_size": world, "device": device, "precision_used": engine.precision.name}
+        _write_output(out / "config.json", json.dumps(settings, indent=2))
         print(f"evaluate: {cfg.model} {engine.plan} views, precision {engine.precision}, "
               f"{engine.batch_size} views per forward pass, on {device}", file=sys.stderr, flush=True)
 
     progress = _Progress(len(todo), enabled=rank == 0)
-    # Keep the part file's last line whole: a line cut by a kill would be dropped on resume anyway.
-    _repair_tail(part)
-    with open(part, "a") as sink:
+    with RecordWriter(part) as writer:
         for result in engine.map([videos.items[i].path for i in todo], workers=cfg.workers, indices=todo):
             if result.error is not None:
                 rec = _record(result.index, videos, error=result.error)
                 log.warning("failed: %s", result.error)
             else:
                 rec = _record(result.index, videos, result.prediction, save_view_scores=cfg.save_view_scores)
-            sink.write(json.dumps(rec) + "\n")
-            sink.flush()
+            try:
+                writer.write(rec)
+            except OSError as e:
+                raise RunError(
+                    f"{part}: cannot write ({e.strerror or e}) after {writer.written} of the {len(todo)} videos "
+                    "of this run; the finished records are kept: free space and continue with --resume"
+                ) from e
             progress.step()
     progress.close()
 
@@ -151,36 +187,33 @@ def evaluate(cfg: EvalConfig) -> dict | None:
         return None
     records = {r["index"]: r for p in [final, *sorted(out.glob("predictions.rank*.jsonl"))] for r in read_records(p)}
     merged = [records[i] for i in sorted(records) if i < total]
-    tmp = final.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in merged))
-    os.replace(tmp, final)
+    _write_output(final, "".join(json.dumps(r) + "\n" for r in merged))
     for p in out.glob("predictions.rank*.jsonl"):
         p.unlink()
     metrics, cm = summarize(merged, len(classes))
     metrics.update({"model": cfg.model, "weights": cfg.weights, "views": str(cfg.views),
                     "precision": engine.precision.name, "world_size": world})
+    if videos.skipped_rows:
+        metrics["skipped_rows"] = videos.skipped_rows
     metrics["config"] = cfg.to_dict()
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_output(out / "metrics.json", json.dumps(metrics, indent=2))
     if cm is not None:
         try:
             plot_confusion(cm, classes, out / "confusion_matrix.png", title=f"{cfg.model} {cfg.views} (video level)")
         except ImportError:
             log.warning("matplotlib is not installed: no confusion-matrix PNG")
+        except OSError as e:
+            raise RunError(f"{out / 'confusion_matrix.png'}: cannot write ({e.strerror or e}); metrics.json is written") from e
     return metrics
 
 
-def _repair_tail(path: Path) -> None:
-    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-        good = [line for line in path.read_text().splitlines() if _is_json(line)]
-        path.write_text("".join(line + "\n" for line in good))
-
-
-def _is_json(line: str) -> bool:
+def _write_output(path: Path, text: str) -> None:
+    """Write a whole output file atomically; a failure keeps the records and says how to go on."""
     try:
-        json.loads(line)
-        return True
-    except json.JSONDecodeError:
-        return False
+        write_text_atomic(path, text)
+    except OSError as e:
+        raise RunError(f"{path}: cannot write ({e.strerror or e}); the finished records are kept: "
+                       "free space and continue with --resume") from e
 
 
 class _Progress:

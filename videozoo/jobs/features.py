@@ -4,6 +4,8 @@ Each finished video is written at once, atomically, to `parts/<index>.npy` (its 
 (V, D)) and a line of `index.jsonl`, so a killed run resumes where it stopped. At the end the
 parts are gathered into `clip_features.<fmt>` (all views, in video order), `video_features.<fmt>`
 (the mean over each video's views) and `index.json`, which maps rows to videos and clip times.
+As in evaluation, the output folder is locked while a run writes, and a resumption is checked
+against `manifest.json` (videozoo.jobs.rundir); every output file is written atomically.
 """
 from __future__ import annotations
 
@@ -17,8 +19,12 @@ import numpy as np
 from videozoo.data.datasets import VideoItem, VideoList, load_video_list
 from videozoo.data.plan import ViewPlan
 from videozoo.engine import Engine
-from videozoo.jobs.records import read_records
+from videozoo.jobs.records import RecordWriter, read_records, repair_tail
+from videozoo.jobs.rundir import (
+    RunError, RunLock, check_resume, data_sha256, identity, prepare_out, write_manifest, write_text_atomic,
+)
 from videozoo.models.factory import create_model
+from videozoo.models.registry import get_spec
 
 
 @dataclass
@@ -35,12 +41,15 @@ class FeatureConfig:
     precision: str = "auto"
     device: str = "cpu"
     resume: bool = False
+    wait: bool = False  # wait for another run holding `out` instead of stopping
 
     def __post_init__(self) -> None:
         self.views = ViewPlan.parse(self.views)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "views": str(self.views)}
+        """The settings the features depend on (not how this invocation was started: resume, wait)."""
+        d = {**dataclasses.asdict(self), "views": str(self.views)}
+        return {k: v for k, v in d.items() if k not in ("resume", "wait")}
 
 
 def _video_list(cfg: FeatureConfig, classes: list[str] | None) -> VideoList:
@@ -54,40 +63,77 @@ def _video_list(cfg: FeatureConfig, classes: list[str] | None) -> VideoList:
 def extract_features(cfg: FeatureConfig) -> dict:
     if cfg.format not in ("npy", "safetensors"):
         raise ValueError(f"unknown feature format {cfg.format!r}: use npy or safetensors")
-    out = Path(cfg.out)
+    get_spec(cfg.model)  # an unknown name fails before anything is written
+    if not cfg.data and not cfg.videos:
+        raise ValueError("give a dataset spec (--data) or video files")
+    if cfg.resume and cfg.weights is None:
+        raise ValueError("--resume with random weights (--weights none): each run draws other weights, so the "
+                         "features would not belong together; save the model (videozoo.save_model) and pass the file")
+    out = prepare_out(cfg.out)
+    with RunLock(out, wait=cfg.wait):
+        return _extract(cfg, out)
+
+
+def _extract(cfg: FeatureConfig, out: Path) -> dict:
     parts = out / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
     index_path = out / "index.jsonl"
-    if not cfg.resume:
+    model = create_model(cfg.model, weights=cfg.weights)
+    videos = _video_list(cfg, model.class_names)
+    engine = Engine(model, views=cfg.views, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size,
+                    inplace=True)
+    ident = identity(
+        model=cfg.model, weights=cfg.weights, data_sha=data_sha256(cfg.data, videos=cfg.videos),
+        views=str(cfg.views), precision=engine.precision.name,
+    )
+    if cfg.resume and index_path.exists():
+        check_resume(out, ident, job="features")
+    else:
         index_path.unlink(missing_ok=True)
         for p in parts.glob("*.npy"):
             p.unlink()
-
-    model = create_model(cfg.model, weights=cfg.weights)
-    videos = _video_list(cfg, model.class_names)
+        write_manifest(out, ident, job="features", about={"weights": cfg.weights, "data": cfg.data})
+    parts.mkdir(exist_ok=True)
+    repair_tail(index_path)
     done = {r["index"] for r in read_records(index_path) if r.get("error") or (parts / f"{r['index']:07d}.npy").exists()}
     todo = [i for i in range(len(videos)) if i not in done]
-    engine = Engine(model, views=cfg.views, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size,
-                    inplace=True)
-    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "precision_used": engine.precision.name}, indent=2))
-    with open(index_path, "a") as index:
+    _write_output(out / "config.json", json.dumps({**cfg.to_dict(), "precision_used": engine.precision.name}, indent=2))
+    with RecordWriter(index_path) as index:
         for result in engine.map([videos.items[i].path for i in todo], workers=cfg.workers, output="features",
                                  indices=todo):
             i, item = result.index, videos.items[result.index]
             rec = {"index": i, "video": item.path, "label": item.label, "error": result.error}
-            if result.error is None:
-                loaded = result.loaded
-                feats = result.output.numpy()  # (V, D)
-                tmp = parts / f".{i:07d}.tmp.npy"
-                np.save(tmp, feats)
-                os.replace(tmp, parts / f"{i:07d}.npy")
-                rec["clips"] = [
-                    {"start_sec": round(w.start_sec, 6), "end_sec": round(w.end_sec, 6), "crop": c}
-                    for w in loaded.windows for c in range(loaded.crops)
-                ]
-            index.write(json.dumps(rec) + "\n")
-            index.flush()
+            try:
+                if result.error is None:
+                    loaded = result.loaded
+                    _save_part(parts / f"{i:07d}.npy", result.output.numpy())  # (V, D)
+                    rec["clips"] = [
+                        {"start_sec": round(w.start_sec, 6), "end_sec": round(w.end_sec, 6), "crop": c}
+                        for w in loaded.windows for c in range(loaded.crops)
+                    ]
+                index.write(rec)
+            except OSError as e:
+                raise RunError(
+                    f"{out}: cannot write ({e.strerror or e}) after {index.written} of the {len(todo)} videos of "
+                    "this run; the finished videos are kept: free space and continue with --resume"
+                ) from e
     return _gather(out, cfg.format, len(videos))
+
+
+def _save_part(path: Path, feats: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npy")
+    try:
+        np.save(tmp, feats)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_output(path: Path, text: str) -> None:
+    try:
+        write_text_atomic(path, text)
+    except OSError as e:
+        raise RunError(f"{path}: cannot write ({e.strerror or e}); the finished videos are kept: "
+                       "free space and continue with --resume") from e
 
 
 def _gather(out: Path, fmt: str, total: int) -> dict:
@@ -107,13 +153,27 @@ def _gather(out: Path, fmt: str, total: int) -> dict:
         row += len(feats)
     clips = np.concatenate(clip_rows) if clip_rows else np.zeros((0, 0), np.float32)
     vids = np.stack(video_rows) if video_rows else np.zeros((0, 0), np.float32)
-    if fmt == "npy":
-        np.save(out / "clip_features.npy", clips)
-        np.save(out / "video_features.npy", vids)
-    else:
-        from safetensors.numpy import save_file
+    try:
+        if fmt == "npy":
+            _save_atomic(out / "clip_features.npy", lambda p: np.save(p, clips))
+            _save_atomic(out / "video_features.npy", lambda p: np.save(p, vids))
+        else:
+            from safetensors.numpy import save_file
 
-        save_file({"clip_features": clips, "video_features": vids}, str(out / "features.safetensors"))
-    (out / "index.json").write_text(json.dumps(entries, indent=1))
+            _save_atomic(out / "features.safetensors",
+                         lambda p: save_file({"clip_features": clips, "video_features": vids}, str(p)))
+    except OSError as e:
+        raise RunError(f"{out}: cannot write the gathered features ({e.strerror or e}); the finished videos are "
+                       "kept: free space and continue with --resume") from e
+    _write_output(out / "index.json", json.dumps(entries, indent=1))
     failed = sum(1 for e in entries if e.get("error"))
     return {"videos": len(entries), "failed": failed, "dim": int(vids.shape[1]) if len(vids) else 0, "clips": int(len(clips))}
+
+
+def _save_atomic(path: Path, save) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -9,6 +10,26 @@ import torch
 from videozoo.models.factory import model_from_checkpoint, save_model
 from videozoo.models.registry import get_spec, list_models
 from videozoo.weights.checkpoint import Checkpoint, CheckpointError, read_checkpoint
+
+
+def check_output_file(src: Path, dst: Path) -> None:
+    """Raise ValueError unless `dst` is a new or replaceable checkpoint file other than `src`."""
+    if dst.is_dir():
+        raise ValueError(f"{dst}: is a folder; name the output file, e.g. {dst / (src.stem + '.safetensors')}")
+    if dst.suffix not in (".pth", ".pt", ".safetensors"):
+        raise ValueError(f"{dst}: the output must end in .pth, .pt or .safetensors")
+    same = dst.exists() and src.exists() and os.path.samefile(src, dst)
+    if same or dst.resolve() == src.resolve():
+        raise ValueError(f"{dst}: is the input checkpoint itself; write the converted file elsewhere")
+    folder = next(p for p in (dst.parent, *dst.parent.parents) if p.exists())
+    if not folder.is_dir():
+        raise ValueError(f"{dst}: {folder} is a file, so the output cannot be written under it")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{dst}: cannot write in {folder} ({e.strerror or e})") from None
 
 
 def infer_model(ckpt: Checkpoint) -> str:
@@ -36,13 +57,20 @@ def infer_model(ckpt: Checkpoint) -> str:
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None) -> tuple[str, Path]:
-    """Write `src` as a videozoo checkpoint `dst`, with its record (architecture, clip, classes, training)."""
-    dst = Path(dst)
-    if dst.suffix not in (".pth", ".pt", ".safetensors"):
-        raise ValueError(f"{dst}: the output must end in .pth, .pt or .safetensors")
+    """Write `src` as a videozoo checkpoint `dst`, with its record (architecture, clip, classes, training).
+
+    `dst` is checked before anything is read (a folder, the input itself, a place nobody may write
+    in are errors) and written atomically: a failed conversion leaves no file behind, and an
+    existing `dst` stays as it was.
+    """
+    src, dst = Path(src), Path(dst)
+    check_output_file(src, dst)
     ckpt = read_checkpoint(src)
     name = model or infer_model(ckpt)
     # Loading through the model validates every key and shape before anything is written.
     net = model_from_checkpoint(get_spec(name), ckpt)
-    save_model(net, dst, training=ckpt.meta.training if ckpt.meta is not None else None)
+    try:
+        save_model(net, dst, training=ckpt.meta.training if ckpt.meta is not None else None)
+    except OSError as e:
+        raise OSError(f"{dst}: cannot write ({e.strerror or e}); nothing was written") from e
     return name, dst

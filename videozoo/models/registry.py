@@ -8,6 +8,8 @@ their variants; no model is built.
 """
 from __future__ import annotations
 
+import difflib
+
 from videozoo.models import i3d_caffe2, mvit, resnet, s3d, slowfast, tv_resnet, x3d  # noqa: F401  (they register)
 from videozoo.models.spec import SPECS, ModelSpec
 
@@ -22,6 +24,6 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = [n for n in _REGISTRY if name.split("_")[0] in n]
-        hint = f"; similar: {', '.join(sorted(close))}" if close else ""
-        raise KeyError(f"unknown model {name!r}{hint}. `videozoo models` lists them all") from None
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close[:-1]) + ' or ' if len(close) > 1 else ''}{close[-1]}?)" if close else ""
+        raise KeyError(f"unknown model {name!r}{hint}; `videozoo models` lists them all") from None

@@ -23,10 +23,12 @@ def main(argv: list[str] | None = None) -> int:
         from videozoo.train.loop import train
 
         result = train(config)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, KeyError, OSError, RuntimeError) as e:
+        from videozoo.jobs.rundir import exit_status
+
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"videozoo train: error: {msg}", file=sys.stderr)
-        return 2
+        return exit_status(e)
     if int(os.environ.get("RANK", "0")) == 0:
         print(result.summary())
     # A run stopped by SIGTERM has saved its checkpoint and exits cleanly too.

@@ -27,7 +27,8 @@ PROGRESS = ("auto", "bar", "log", "none")
 
 # Fields that may differ between a run and its resumption without changing what was trained so far.
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "resume", "out", "num_workers", "log_every", "progress", "tensorboard", "plot", "device"}
+    {"epochs", "resume", "wait", "out", "num_workers", "log_every", "progress", "tensorboard", "plot", "device",
+     "check_videos"}
 )
 REQUIRED = ("model", "data", "out")
 
@@ -44,6 +45,7 @@ class TrainConfig:
     val_data: str | None = None
     classes: str | None = None  # a file of class names, one a line (default: sorted training labels)
     resume: bool = False
+    wait: bool = False  # another run writing in `out`: wait for it instead of stopping
 
     # optimisation (torchvision recipe)
     epochs: int = 45
@@ -84,6 +86,7 @@ class TrainConfig:
     dropout: float | None = None
     hflip: float = 0.5  # probability of a horizontal flip in training; 0 where left/right is the label
     cache_videos: bool = False  # decode every video once and keep its frames in memory (small datasets)
+    check_videos: bool = True  # open every training video before the first epoch (fail early if a class has none)
 
     # reporting
     val_every: int = 1
@@ -233,6 +236,7 @@ _HELP = {
     "val_data": "held-out videos, evaluated on one centred clip per video after each epoch",
     "classes": "file of class names, one a line (default: the sorted training labels)",
     "resume": "continue from OUT/checkpoint_last.pth",
+    "wait": "if another run is writing in --out, wait for it to end instead of stopping",
     "batch_size": "clips per process and step",
     "accumulate": "micro-batches accumulated per optimizer step",
     "base_lr": "learning rate for a global batch of lr_reference_batch clips; scaled linearly",
@@ -254,6 +258,7 @@ _HELP = {
     "dropout": "dropout before the classifier",
     "hflip": "probability of a horizontal flip of a training clip; 0 for classes that tell left from right",
     "progress": "auto (a bar on a terminal, log lines otherwise), bar, log or none",
+    "check_videos": "open every training video before the first epoch; stop if none, or none of a class, can be read",
 }
 
 

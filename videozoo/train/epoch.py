@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from videozoo.engine.precision import precision_context
+from videozoo.jobs.rundir import RunError
 from videozoo.train.data import Batch, to_device
 from videozoo.train.model import set_train_mode
 from videozoo.train.report import Progress, RunReport, SkipWarnings
@@ -45,6 +47,14 @@ class EpochEnd:
     sums: EpochSums
     interrupted: bool  # stopped by SIGTERM before the epoch's last batch
     batch: int  # batches of the epoch done (where a resumed run continues)
+
+
+class NonFiniteLoss(RunError):
+    """The training loss became NaN or infinite; the step was not applied."""
+
+    def __init__(self, message: str, *, epoch: int, step: int):
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
 
 
 class StopFlag:
@@ -93,6 +103,7 @@ def train_epoch(
     t0 = time.perf_counter()
     seconds_before = sums.seconds
     batch_index = skip_batches
+    diverged: float | None = None  # a non-finite loss in the current group
     try:
         for batch in loader:
             position = batch_index % cfg.accumulate
@@ -106,6 +117,8 @@ def train_epoch(
                 sums.skipped += len(batch.skipped)
             last_in_group = position == group_size - 1
             loss_sum, correct, n = _micro_step(run, batch, 1.0 / group_size, sync=last_in_group)
+            if not math.isfinite(loss_sum) and diverged is None:
+                diverged = loss_sum
             sums.loss += loss_sum
             sums.correct += correct
             sums.samples += n
@@ -113,6 +126,16 @@ def train_epoch(
             progress.update(n * procs.world_size, loss_sum / max(n, 1), sums.lr)
             if not last_in_group:
                 continue
+            # Every process learns of a divergence in any, before the step would spread it to the weights.
+            if procs.any(diverged is not None):
+                step = run.schedule.step + 1
+                value = "NaN" if diverged is None or math.isnan(diverged) else f"{diverged / max(n, 1):g}"
+                raise NonFiniteLoss(
+                    f"the training loss became {value} in epoch {epoch + 1}, step {step} (batch {batch_index} of "
+                    "the epoch); the run stopped without applying that step",
+                    epoch=epoch, step=step,
+                )
+            diverged = None
             _optimizer_step(run)
             run.schedule.advance()
             report.add_step(run.schedule.step, loss_sum / max(n, 1), sums.lr)

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from videozoo.jobs.rundir import RunError, RunLock, data_sha256, identity, manifest_differences, prepare_out, write_manifest
 from videozoo.models.factory import save_model
+from videozoo.models.registry import get_spec
 from videozoo.train.config import TrainConfig
-from videozoo.train.epoch import EpochSums, StopFlag, train_epoch
+from videozoo.train.epoch import EpochSums, NonFiniteLoss, StopFlag, train_epoch
 from videozoo.train.processes import Processes, setup_processes
 from videozoo.train.report import RunReport, SkipWarnings, log
 from videozoo.train.resume import (
@@ -28,7 +30,7 @@ from videozoo.train.resume import (
     save_training_checkpoint,
     seed_everything,
 )
-from videozoo.train.setup import TrainingSetup, read_videos, set_up
+from videozoo.train.setup import TrainingSetup, check_readable, read_videos, set_up
 from videozoo.train.validate import validate
 
 FINAL_MODEL = "model.pth"
@@ -83,6 +85,8 @@ def train(config: TrainConfig, *, on_step: Callable[[int, int], None] | None = N
         trainer.set_up()
         return trainer.run()
     finally:
+        if trainer.lock is not None:
+            trainer.lock.release()
         # DistributedDataParallel holds the process group: release it first, or gloo's threads may
         # be torn down in the wrong order at exit.
         if trainer.setup is not None:
@@ -101,15 +105,29 @@ class _Trainer:
         self.ckpt_path = self.out / CHECKPOINT
         self.warnings = SkipWarnings()
         self.setup: TrainingSetup | None = None
+        self.lock: RunLock | None = None
 
     def set_up(self) -> None:
         cfg, procs = self.cfg, self.procs
-        resume = load_resume_checkpoint(cfg, self.ckpt_path, procs)
+        get_spec(cfg.model)  # an unknown name fails before anything is written
+        if procs.main:
+            prepare_out(self.out)
+            self.lock = RunLock(self.out, wait=cfg.wait).acquire()
+        procs.barrier()
+        first_run = []
+        if cfg.resume and self.ckpt_path.exists():
+            first_run = manifest_differences(self.out, self._identity(), job="train")
+        resume = load_resume_checkpoint(cfg, self.ckpt_path, procs, also=first_run)
         seed_everything(cfg.seed)
         videos = read_videos(cfg)
+        if cfg.check_videos:
+            check_readable(videos.train, videos.class_names, enabled_log=procs.main)
         if resume is not None and resume.class_names != videos.class_names:
             raise ValueError(f"{self.ckpt_path}: trained on other classes than {cfg.data} now holds")
         self.setup = set_up(cfg, procs, videos)
+        if resume is None and procs.main:
+            # After set_up: published weights are in the cache now, so their file's hash is known.
+            write_manifest(self.out, self._identity(), job="train", about={"weights": cfg.weights, "data": cfg.data})
         self.start = restore(resume, self.setup) if resume is not None else RunPosition()
         self.skipped_total = self.start.skipped_total
         self.report = RunReport(
@@ -118,6 +136,15 @@ class _Trainer:
         )
         if procs.main:
             cfg.save(self.out / CONFIG_FILE)
+
+    def _identity(self) -> dict:
+        cfg = self.cfg
+        return identity(
+            model=cfg.model, weights=cfg.weights, data_sha=data_sha256(cfg.data),
+            val_data_sha256=data_sha256(cfg.val_data) if cfg.val_data else None,
+            classes_sha256=data_sha256(cfg.classes) if cfg.classes else None,
+            precision=cfg.precision,
+        )
 
     def run(self) -> TrainResult:
         cfg, procs, run = self.cfg, self.procs, self.setup
@@ -128,12 +155,19 @@ class _Trainer:
         with StopFlag() as stop:
             for epoch in range(self.start.epoch, cfg.epochs):
                 resumed = epoch == self.start.epoch
-                end = train_epoch(
-                    run, epoch,
-                    skip_batches=self.start.batch if resumed else 0,
-                    sums=self.start.partial if resumed else EpochSums(),
-                    stop=stop, report=self.report, warnings=self.warnings, on_step=self.on_step,
-                )
+                try:
+                    end = train_epoch(
+                        run, epoch,
+                        skip_batches=self.start.batch if resumed else 0,
+                        sums=self.start.partial if resumed else EpochSums(),
+                        stop=stop, report=self.report, warnings=self.warnings, on_step=self.on_step,
+                    )
+                except NonFiniteLoss as e:
+                    self.report.close()
+                    kept = (f"the last good checkpoint, {self.ckpt_path} (epoch {epochs_done}), is kept"
+                            if self.ckpt_path.exists() else "no checkpoint was written yet")
+                    raise RunError(f"{e}; {kept}, and no {FINAL_MODEL} is written. A lower learning rate "
+                                   "(--lr) or --clip-grad-norm may help") from e
                 sums = end.sums
                 if end.interrupted:
                     self._checkpoint(epoch, end.batch, sums)
@@ -155,12 +189,16 @@ class _Trainer:
 
         model_path = None
         if not interrupted and procs.main:
-            model_path = save_model(
-                run.model,
-                self.out / FINAL_MODEL,
-                training=cfg.to_dict(),
-                extra={"metrics": self.report.rows[-1] if self.report.rows else {}},
-            )
+            try:
+                model_path = save_model(
+                    run.model,
+                    self.out / FINAL_MODEL,
+                    training=cfg.to_dict(),
+                    extra={"metrics": self.report.rows[-1] if self.report.rows else {}},
+                )
+            except OSError as e:
+                raise RunError(f"{self.out / FINAL_MODEL}: cannot write ({e.strerror or e}); {self.ckpt_path} "
+                               "holds the trained weights: free space and continue with --resume") from e
             log(f"saved {model_path}", enabled=True)
         self.report.close()
         procs.barrier()
@@ -209,4 +247,9 @@ class _Trainer:
     def _checkpoint(self, epoch: int, batch: int, partial: EpochSums) -> None:
         assert self.setup is not None
         position = RunPosition(epoch, batch, partial, self.skipped_total, self.report.rows)
-        save_training_checkpoint(self.ckpt_path, self.setup, position)
+        try:
+            save_training_checkpoint(self.ckpt_path, self.setup, position)
+        except OSError as e:
+            kept = f"the previous {self.ckpt_path.name} is kept" if self.ckpt_path.exists() else "no checkpoint is written"
+            raise RunError(f"{self.ckpt_path}: cannot write ({e.strerror or e}) after epoch {epoch}, batch {batch}; "
+                           f"{kept}: free space and continue with --resume") from e

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from videozoo.jobs.rundir import ResumeMismatchError
 from videozoo.models.factory import save_model
 from videozoo.train.config import TrainConfig, config_from_dict, resume_differences
 from videozoo.train.epoch import EpochSums
@@ -39,8 +40,13 @@ class RunPosition:
     history: list[dict] = field(default_factory=list)  # the rows of the epochs done
 
 
-def load_resume_checkpoint(cfg: TrainConfig, path: Path, procs: Processes) -> Checkpoint | None:
-    """The checkpoint to resume from (None: start afresh), checked against `cfg`."""
+def load_resume_checkpoint(
+    cfg: TrainConfig, path: Path, procs: Processes, *, also: list[str] | None = None
+) -> Checkpoint | None:
+    """The checkpoint to resume from (None: start afresh), checked against `cfg`.
+
+    also: further differences from the first run (its manifest's), listed in the same error.
+    """
     if not cfg.resume:
         if path.exists():
             raise ValueError(f"{path} exists: pass --resume to continue that run, or choose another --out")
@@ -52,9 +58,9 @@ def load_resume_checkpoint(cfg: TrainConfig, path: Path, procs: Processes) -> Ch
     if state.meta is None or state.meta.training is None or "train_state" not in state.extra:
         raise CheckpointError(f"{path}: not a training checkpoint (no settings or training state to resume)")
     saved = config_from_dict(dict(state.meta.training), source=str(path))
-    differences = resume_differences(saved, cfg)
+    differences = resume_differences(saved, cfg) + list(also or [])
     if differences:
-        raise ValueError(f"{path} was trained with other settings:\n  " + "\n  ".join(differences))
+        raise ResumeMismatchError(f"{path} was trained with other settings:\n  " + "\n  ".join(differences))
     return state
 
 

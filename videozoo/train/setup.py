@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
-from videozoo.data.datasets import VideoList, load_video_list
+from videozoo.data.datasets import DatasetSpecError, VideoList, load_video_list
+from videozoo.io import VideoDecodeError, open_video
 from videozoo.data.input_config import InputConfig
 from videozoo.models.base import VideoClassifier
 from videozoo.models.registry import get_spec
@@ -52,6 +54,50 @@ def _read_classes(cfg: TrainConfig) -> list[str] | None:
     if len(set(names)) != len(names):
         raise ValueError(f"{cfg.classes}: class names repeat")
     return names
+
+
+def check_readable(videos: VideoList, class_names: list[str], *, enabled_log: bool = True) -> None:
+    """Open every video of `videos`; raise DatasetSpecError if none, or none of some class, can be read.
+
+    Videos that cannot be read are only warned about here (training skips them).
+    """
+    paths = [item.path for item in videos.items]
+    with ThreadPoolExecutor(max_workers=min(8, max(len(paths), 1))) as pool:
+        reasons = dict(zip(paths, pool.map(_unreadable, paths)))
+    bad = {p: r for p, r in reasons.items() if r is not None}
+    if not bad:
+        return
+    example = next(iter(bad.items()))
+    if len(bad) == len(paths):
+        raise DatasetSpecError(
+            f"{videos.source}: none of the {len(paths)} training videos can be read (e.g. {example[0]}: "
+            f"{example[1]}); nothing was trained"
+        )
+    readable: dict[int, int] = {}
+    listed: dict[int, str] = {}
+    for item in videos.items:
+        listed.setdefault(item.label, item.path)
+        readable[item.label] = readable.get(item.label, 0) + (reasons[item.path] is None)
+    empty = sorted(label for label in listed if readable[label] == 0)
+    if empty:
+        names = ", ".join(repr(class_names[label]) for label in empty[:10]) + (" ..." if len(empty) > 10 else "")
+        first = listed[empty[0]]
+        raise DatasetSpecError(
+            f"{videos.source}: {len(empty)} class(es) have no readable training video: {names} (e.g. {first}: "
+            f"{reasons[first]}); nothing was trained"
+        )
+    log(f"warning: {len(bad)} of {len(paths)} training videos cannot be read and will be skipped, e.g. "
+        f"{example[0]}: {example[1]}", enabled=enabled_log)
+
+
+def _unreadable(path: str) -> str | None:
+    """Why `path` cannot be opened as a video, or None."""
+    try:
+        with open_video(path) as video:
+            video.duration  # noqa: B018  (reads the container's header)
+    except (VideoDecodeError, OSError) as e:
+        return getattr(e, "reason", None) or str(e)
+    return None
 
 
 @dataclass

@@ -62,7 +62,31 @@ _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    path = Path(path)
+    """The weights and record of a checkpoint file in any supported format (told apart by content).
+
+    Weights that are not all finite (NaN or infinite values) are refused, naming the tensors.
+    """
+    ckpt = _read(Path(path))
+    _check_finite(ckpt)
+    return ckpt
+
+
+def _check_finite(ckpt: Checkpoint) -> None:
+    bad = []
+    for name, t in ckpt.state_dict.items():
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            nan = int(torch.isnan(t).sum())
+            inf = int(torch.isinf(t).sum())
+            bad.append(f"{name} ({nan} NaN, {inf} infinite of {t.numel()} values)")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(
+            f"{ckpt.source}: refused: {len(bad)} tensor(s) hold values that are not finite: {shown} "
+            "(weights of a diverged training run, or a damaged file)"
+        )
+
+
+def _read(path: Path) -> Checkpoint:
     src = str(path)
     if not path.is_file():
         raise CheckpointError(f"{src}: no such checkpoint file")

@@ -9,22 +9,19 @@ whole. A file found in the cache (downloaded earlier or placed by hand) is verif
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import sys
 import urllib.error
-import urllib.request
 from pathlib import Path
 
+from videozoo.weights.download import DownloadFailed, IntegrityError, download_checked, mirrored
 from videozoo.weights.sources import WeightSource
+
+__all__ = ["IntegrityError", "WeightsUnavailableError", "cache_path", "download", "fetch", "home", "verify"]
 
 
 class WeightsUnavailableError(RuntimeError):
     """The weights are neither cached nor downloadable; the message says where to put them."""
-
-
-class IntegrityError(RuntimeError):
-    """A downloaded or cached file does not match its published size or hash."""
 
 
 def home() -> Path:
@@ -80,11 +77,13 @@ def fetch(source: WeightSource, *, progress: bool | None = None, offline: bool |
         offline = os.environ.get("VIDEOZOO_OFFLINE", "") not in ("", "0")
     if offline:
         raise WeightsUnavailableError(_unavailable_message(source, dest, "offline mode (VIDEOZOO_OFFLINE) is set"))
+    url = mirrored(source.url)
     try:
-        download(source.url, dest, source=source, progress=progress)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        download(url, dest, source=source, progress=progress)
+    except (DownloadFailed, urllib.error.URLError, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", None) or e
-        raise WeightsUnavailableError(_unavailable_message(source, dest, f"download failed: {reason}")) from e
+        where = f" (from the mirror: {url})" if url != source.url else ""
+        raise WeightsUnavailableError(_unavailable_message(source, dest, f"download failed{where}: {reason}")) from e
     _stamp(dest).write_text(_stamp_text(dest))
     return dest
 
@@ -104,48 +103,36 @@ def download(
     *,
     source: WeightSource | None = None,
     progress: bool | None = None,
-    timeout: float = 30.0,
 ) -> Path:
-    """Download `url` to `dest` atomically; verify against `source` before renaming into place."""
+    """Download `url` to `dest` atomically: into a temporary file, checked (a whole, loadable
+    checkpoint; the published size and hash where `source` gives them), then renamed into place.
+
+    Stalls, crawls and retries follow :class:`videozoo.weights.download.DownloadPolicy`.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
     if progress is None:
         progress = sys.stderr.isatty()
-    try:
-        req = urllib.request.Request(url, headers={"User-Agent": "videozoo"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(tmp, "wb") as out:
-            total = resp.headers.get("Content-Length")
-            total = int(total) if total is not None else (source.size if source else None)
-            bar = _progress_bar(total, dest.name) if progress else None
-            received = 0
-            while True:
-                try:
-                    block = resp.read(1 << 20)
-                except http.client.IncompleteRead as e:
-                    got = received + len(e.partial)
-                    raise IntegrityError(
-                        f"{url}: connection closed after {got} of {total} bytes (truncated download)"
-                    ) from e
-                if not block:
-                    break
-                out.write(block)
-                received += len(block)
-                if bar is not None:
-                    bar.update(len(block))
-            if bar is not None:
-                bar.close()
-        if total is not None and received != total:
-            raise IntegrityError(f"{url}: connection closed after {received} of {total} bytes (truncated download)")
+
+    def check(path: Path) -> None:
         if source is not None:
-            verify(tmp, source)
+            verify(path, source)
+        _check_loadable(path, url)
+
+    try:
+        download_checked(url, tmp, check=check, progress=progress, name=dest.name)
         os.replace(tmp, dest)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return dest
 
 
-def _progress_bar(total: int | None, name: str):
-    from tqdm import tqdm
+def _check_loadable(path: Path, url: str) -> None:
+    """Refuse a body that no checkpoint reader accepts (a cut body without Content-Length, a page)."""
+    from videozoo.weights.checkpoint import read_checkpoint
+    from videozoo.weights.errors import CheckpointError
 
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr)
+    try:
+        read_checkpoint(path)
+    except CheckpointError as e:
+        raise IntegrityError(f"{url}: the downloaded file is not a loadable checkpoint ({e})") from e
