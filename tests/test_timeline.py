@@ -214,7 +214,10 @@ def test_timeline_stream_yields_before_the_end(engine, clip_video):
 
 def test_timeline_files(tmp_path, clip_video):
     out = tmp_path / "out"
-    result = timeline(clip_video, model="x3d_xs", weights=None, top_k=3, out=out, overlay=True, precision="fp32")
+    import videozoo
+
+    result = videozoo.timeline(clip_video, model="x3d_xs", weights=None, top_k=3, out=out, overlay=True,
+                               precision="fp32")
     data = json.loads((out / "timeline.json").read_text())
     assert list(data) == JSON_KEYS
     assert data["window"] == pytest.approx(4 * 12 / 30) and data["stride"] == pytest.approx(0.8)

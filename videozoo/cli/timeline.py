@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import warnings
@@ -63,9 +64,14 @@ def run_timeline(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", message=r".*\(stream ended at .* before the declared duration",
                                     category=DamagedVideoWarning)
             try:
+                printing = run.live
                 for window in run:
-                    if run.live:
-                        print(json.dumps(window.to_json()), flush=True)
+                    if printing:
+                        try:
+                            print(json.dumps(window.to_json()), flush=True)
+                        except BrokenPipeError:  # the reader went away; the files still get written
+                            printing = False
+                            sys.stdout = open(os.devnull, "w")
             except KeyboardInterrupt:
                 run.stopped = run.stopped or "SIGINT"
     finally:

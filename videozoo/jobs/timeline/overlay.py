@@ -42,7 +42,11 @@ class _Banner:
             from PIL import Image, ImageDraw
 
             banner = Image.new("RGB", (self.width, self.height), (16, 16, 16))
-            ImageDraw.Draw(banner).text((4, self.height // 2), text, font=self.font, fill=(255, 255, 255), anchor="lm")
+            draw = ImageDraw.Draw(banner)
+            try:
+                draw.text((4, self.height // 2), text, font=self.font, fill=(255, 255, 255), anchor="lm")
+            except ValueError:  # a bitmap font takes no anchor
+                draw.text((4, 1), text, font=self.font, fill=(255, 255, 255))
             img = np.asarray(banner)
             if len(self._cache) > 512:
                 self._cache.clear()

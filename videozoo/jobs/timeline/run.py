@@ -235,7 +235,8 @@ class TimelineRun:
             class_names=names, frame_at=self.frame_at,
         )
         return TimelineResult(
-            video=self.path, model=self.engine.model_name, fps=self.fps, duration=self.end,
+            video=self.path, model=self.engine.model_name, fps=self.fps or 1.0 / self._filler.frame_interval,
+            duration=self.end,
             window=self.plan.window, stride=self.plan.stride, precision=self.engine.precision.name,
             views=str(self.engine.plan), windows=list(self.windows), segments=segments, class_names=names,
             smooth=smooth, min_segment=min_segment, smoothed=smoothed.astype(np.float32), frames=self.frames,
