@@ -3,13 +3,15 @@ path, the files, standard input, SIGTERM, bad inputs, and boundaries on a four-m
 from __future__ import annotations
 
 import csv
+import functools
+import http.server
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import av
@@ -203,7 +205,7 @@ def test_windows_are_scored_as_the_engine_scores_a_clip(engine, clip_video):
 
 
 def test_timeline_stream_yields_before_the_end(engine, clip_video):
-    run = TimelineRun(clip_video, engine=engine, window=1.0, stride=0.5, max_latency=0.0)
+    run = timeline_stream(clip_video, model=engine, window=1.0, stride=0.5, max_latency=0.0)
     first = next(run)
     assert first.start == 0.0 and run.frames < 60  # the first window came out long before the end
     rest = list(run)
@@ -299,6 +301,27 @@ def test_sigterm_writes_what_was_computed(tmp_path):
     data = json.loads((out / "timeline.json").read_text())
     assert data["windows"][: len(printed)] == printed and len(data["windows"]) >= 3
     assert data["duration"] < 60 and data["segments"] and (out / "timeline.png").exists()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_url_is_read_as_a_live_stream(tmp_path, ts_video, capsys):
+    root = Path(ts_video).parent
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{Path(ts_video).name}"
+        rc = main(["timeline", url, *MODEL, "--out", str(tmp_path / "out")])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rc == 0, capsys.readouterr().err
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    data = json.loads((tmp_path / "out" / "timeline.json").read_text())
+    assert lines == data["windows"] and len(lines) == 4 and data["video"] == url
 
 
 def _garbage(tmp_path):

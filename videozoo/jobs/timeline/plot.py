@@ -16,11 +16,14 @@ MAX_LINES = 8
 
 
 def plot_classes(result: TimelineResult, limit: int = MAX_LINES) -> list[int]:
-    """The classes drawn: the segments' labels (longest first), then the highest smoothed peaks."""
+    """The classes drawn: the segments' labels (the longest in all, in timeline order), then the classes
+    with the highest smoothed peaks (at least three lines)."""
     total: dict[int, float] = {}
     for s in result.segments:
         total[s.index] = total.get(s.index, 0.0) + s.duration
-    chosen = sorted(total, key=lambda i: -total[i])[:limit]
+    first = list(total)  # in order of first appearance
+    longest = set(sorted(total, key=lambda i: -total[i])[:limit])
+    chosen = [i for i in first if i in longest]  # the longest, listed in timeline order
     if result.smoothed is not None and len(result.smoothed):
         for i in np.argsort(-result.smoothed.max(0)).tolist():
             if len(chosen) >= min(limit, max(3, len(total))):
