@@ -242,6 +242,16 @@ def test_timeline_files(tmp_path, clip_video):
         assert n == 150 and s.average_rate == 30
 
 
+def test_frame_folder(engine, tmp_path):
+    from videogen import make_frame_folder
+
+    folder = make_frame_folder(tmp_path / "frames", num_frames=45)  # read at the model's 30 fps
+    run = TimelineRun(folder, engine=engine, window=0.5, stride=0.5)
+    wins = list(run)
+    assert [(w.start_frame, w.end_frame) for w in wins] == [(0, 15), (15, 30), (30, 45)]
+    assert run.result().duration == pytest.approx(1.5)
+
+
 def test_views_average_clips_and_crops(engine, clip_video):
     e = Engine.build("x3d_xs", weights=None, views="3x3", precision="fp32")
     run = TimelineRun(clip_video, engine=e, window=1.5, stride=0.75)
