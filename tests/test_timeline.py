@@ -2,6 +2,7 @@
 path, the files, standard input, SIGTERM, bad inputs, and boundaries on a four-motion video."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import http.server
@@ -252,19 +253,21 @@ def test_frame_folder(engine, tmp_path):
     assert run.result().duration == pytest.approx(1.5)
 
 
-def test_views_average_clips_and_crops(engine, clip_video):
-    e = Engine.build("x3d_xs", weights=None, views="3x3", precision="fp32")
-    run = TimelineRun(clip_video, engine=e, window=1.5, stride=0.75)
-    wins = list(run)
-    assert len(wins) == 6 and all(np.isclose(w.scores.sum(), 1.0, atol=1e-4) for w in wins)
+def test_views_average_clips_and_crops(clip_video):
+    # 2 clips x 3 crops per window; window 0's clip centres lie a quarter stride either side of its
+    # centre (the first one moved forward to start at 0).
+    e = Engine.build("x3d_xs", weights=None, views="2x3", precision="fp32")
+    wins = list(TimelineRun(clip_video, engine=e, window=2.5, stride=2.5))
+    assert [(w.start, w.end) for w in wins] == [(0.0, 2.5), (2.5, 5.0)]
+    t = e.transform
+    with open_video(clip_video) as v:
+        clips = v.get_clips([(0.0, 2.5), (0.625, 3.125)], select=lambda _i, pts: t.select_frames(len(pts), pts, 30.0))
+    views = torch.cat([t(c, video_fps=30.0, presampled=True) for c in clips])  # (6, C, T, H, W)
+    assert len(views) == 6
+    assert torch.from_numpy(wins[0].scores) == pytest.approx(e.forward(views).mean(0), abs=1e-5)
 
 
 # -- the command: standard input, signals, bad input --------------------------------------------------
-
-def run_cli(*argv, stdin=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "videozoo", "timeline", *argv], stdin=stdin,
-                          capture_output=True, text=True, env=ENV, timeout=timeout)
-
 
 @pytest.fixture(scope="module")
 def ts_video(tmp_path_factory):
@@ -272,12 +275,28 @@ def ts_video(tmp_path_factory):
                       width=64, height=48, bframes=True)
 
 
-def test_stdin_prints_one_json_line_per_window(tmp_path, ts_video):
+@contextlib.contextmanager
+def stdin_from(data: bytes, tmp_path):
+    """File descriptor 0 reads ``data`` (FFmpeg's pipe:0 reads the descriptor itself)."""
+    src = tmp_path / "stdin.bin"
+    src.write_bytes(data)
+    saved = os.dup(0)
+    try:
+        with open(src, "rb") as f:
+            os.dup2(f.fileno(), 0)
+        yield
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+
+
+def test_stdin_prints_one_json_line_per_window(tmp_path, ts_video, capsys):
     out = tmp_path / "out"
-    with open(ts_video, "rb") as f:
-        p = run_cli("-", *MODEL, "--out", str(out), "--top-k", "2", stdin=f)
-    assert p.returncode == 0, p.stderr
-    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    with stdin_from(Path(ts_video).read_bytes(), tmp_path):
+        rc = main(["timeline", "-", *MODEL, "--out", str(out), "--top-k", "2"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    lines = [json.loads(x) for x in captured.out.splitlines()]
     data = json.loads((out / "timeline.json").read_text())
     assert lines == data["windows"] and len(lines) == 4
     assert data["video"] == "-" and data["duration"] == pytest.approx(4.0)
@@ -380,16 +399,12 @@ def test_bad_input(tmp_path, capsys, make, extra, stdin, code, message, windows)
         extra = ["--out", str(tmp_path / "afile")]
     else:
         extra = ["--out", str(out), *extra]
-    if stdin is not None:
-        p = subprocess.run([sys.executable, "-m", "videozoo", "timeline", video, *MODEL, *extra], input=stdin,
-                           capture_output=True, env=ENV, timeout=120)
-        rc, err = p.returncode, p.stderr.decode()
-    else:
+    with stdin_from(stdin, tmp_path) if stdin is not None else contextlib.nullcontext():
         try:
             rc = main(["timeline", video, *MODEL, *extra])
         except SystemExit as e:  # argparse's usage errors
             rc = e.code
-        err = capsys.readouterr().err
+    err = capsys.readouterr().err
     assert rc == code, err
     assert message in err
     assert len([ln for ln in err.splitlines() if ": error:" in ln]) <= 1  # one clear message
@@ -400,15 +415,15 @@ def test_bad_input(tmp_path, capsys, make, extra, stdin, code, message, windows)
         assert len(data["windows"]) == windows if windows != "some" else data["windows"]
 
 
-def test_stream_that_stops_mid_way_ends_the_timeline(tmp_path, ts_video):
+def test_stream_that_stops_mid_way_ends_the_timeline(tmp_path, ts_video, capsys):
     # A stream has no declared end: a cut one ends where its bytes end (a partly received packet at
     # worst shows as a damaged-frame warning).
     cut = tmp_path / "cut.ts"
     data = Path(ts_video).read_bytes()
     cut.write_bytes(data[: len(data) // 2 + 77])
-    with open(cut, "rb") as f:
-        p = run_cli("-", *MODEL, "--out", str(tmp_path / "out"), stdin=f)
-    assert p.returncode == 0, p.stderr
+    with stdin_from(cut.read_bytes(), tmp_path):
+        rc = main(["timeline", "-", *MODEL, "--out", str(tmp_path / "out")])
+    assert rc == 0
     result = json.loads((tmp_path / "out" / "timeline.json").read_text())
     assert 1.0 < result["duration"] < 3.0 and result["windows"]
 
