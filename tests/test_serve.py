@@ -252,6 +252,61 @@ def test_timeline_is_json(server, videos):
     assert_healthy(server)
 
 
+def test_health_is_503_until_the_models_are_loaded(weights, videos, tmp_path):
+    from videozoo.serve.app import build_engines
+    from videozoo.serve.pool import InferencePool
+
+    config = ServeConfig(models=(ServedModel(MODEL, weights),), precision="fp32", temp_root=str(tmp_path))
+    release = threading.Event()
+
+    def slow_build():
+        assert release.wait(120)
+        return build_engines(config)
+
+    # Started by hand, not with LiveServer: it must be reachable before it is ready.
+    app = create_app(config, pool=InferencePool(slow_build, workers=1, max_queue=2))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for _ in range(200):
+                with contextlib.suppress(httpx.TransportError):
+                    r = client.get("/health")
+                    break
+                time.sleep(0.05)
+            assert r.status_code == 503 and r.json()["status"] == "loading" and "Retry-After" in r.headers
+            r = client.post("/v1/predict", files={"video": ("a.mp4", videos[0].read_bytes())})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "loading"
+            assert client.get("/v1/models").status_code == 503
+            release.set()
+            for _ in range(600):
+                if client.get("/health").status_code == 200:
+                    break
+                time.sleep(0.1)
+            assert client.get("/health").json()["models"] == [MODEL]
+            assert client.post("/v1/predict", files={"video": ("a.mp4", videos[0].read_bytes())}).status_code == 200
+    finally:
+        release.set()
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def test_a_model_that_fails_to_load_stops_the_server_with_1(tmp_path):
+    missing = tmp_path / "missing.pth"
+    proc = subprocess.run(
+        [sys.executable, "-m", "videozoo", "serve", "--model", MODEL, "--weights", str(missing), "--port", "0"],
+        capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "failed to load" in last and "missing.pth" in last and "Traceback" not in proc.stderr
+
+
 # -- the size limit -----------------------------------------------------------------------------------
 
 def test_upload_over_the_limit_is_413(server, videos):
