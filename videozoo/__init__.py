@@ -17,6 +17,8 @@ _LAZY = {
     "windows_for": "videozoo.data.sampling",
     "ViewPlan": "videozoo.data.plan",
     "Engine": "videozoo.engine",
+    "timeline": "videozoo.jobs.timeline",
+    "timeline_stream": "videozoo.jobs.timeline",
 }
 
 __all__ = [*_LAZY, "predict", "transform_for", "__version__"]

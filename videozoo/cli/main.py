@@ -88,6 +88,12 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def _cmd_timeline(args: argparse.Namespace) -> int:
+    from videozoo.cli.timeline import run_timeline
+
+    return run_timeline(args)
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from videozoo.data.synth import DEFAULT_CLASSES, make_dataset
 
@@ -201,6 +207,26 @@ def _positive_float(value: str) -> float:
     return x
 
 
+def _positive_seconds(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
+    return x
+
+
+def _seconds(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be zero or a positive number of seconds, got {value}")
+    return x
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="slow_r50", help="registry name (see `videozoo models`)")
     p.add_argument("--weights", type=_weights_arg, default="kinetics400",
@@ -260,6 +286,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=_cmd_features)
 
+    p = sub.add_parser("timeline", help="actions over time in a long video or a live stream (JSON, CSV, plot)")
+    p.add_argument("video", metavar="VIDEO", help="a video file, - for a stream on standard input, a URL or a camera")
+    _add_model_args(p)
+    p.add_argument("--window", type=_positive_seconds, default=None,
+                   help="seconds per window (default: the model's clip duration)")
+    p.add_argument("--stride", type=_positive_seconds, default=None,
+                   help="seconds between window starts (default: half the window)")
+    p.add_argument("--top-k", type=_positive_int, default=5, help="classes listed per window")
+    p.add_argument("--smooth", type=_positive_int, default=3,
+                   help="windows in the centred moving average before segmenting (1: none)")
+    p.add_argument("--min-segment", type=_seconds, default=None,
+                   help="seconds under which a segment is absorbed by its neighbours (default: the window)")
+    p.add_argument("--out", default="timeline-output", help="output folder (timeline.json, .csv, .png)")
+    p.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (files only)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
+    p.add_argument("--format", default=None, help="FFmpeg demuxer of the input (e.g. mpegts, h264), if not probed")
+    p.set_defaults(func=_cmd_timeline)
+
     p = sub.add_parser("synth", help="write a synthetic motion dataset (H.264 MP4)")
     p.add_argument("--out", required=True)
     p.add_argument("--classes", help="comma-separated motion classes (default: all 8)")
@@ -311,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that run models over many large batches.
-_HEAVY = {"predict", "evaluate", "features", "train", "demo", "serve"}
+_HEAVY = {"predict", "evaluate", "features", "timeline", "train", "demo", "serve"}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
