@@ -46,7 +46,7 @@ def weights(tmp_path_factory) -> str:
     torch.manual_seed(0)
     model = videozoo.create_model(MODEL)
     with torch.no_grad():
-        model.blocks[5].proj.weight.mul_(20000.0)  # random features are tiny (~0.005)
+        model.blocks[5].proj.weight.mul_(1000.0)  # random features are tiny: top-1 ~10%, clear gaps
     return str(videozoo.save_model(model, tmp_path_factory.mktemp("w") / "x3d_xs_sharp.pth"))
 
 
@@ -243,12 +243,54 @@ def test_not_multipart_and_unknown_route(server):
     assert_healthy(server)
 
 
-def test_timeline_is_json(server, videos):
-    r = server.client.post("/v1/timeline", files={"video": ("a.mp4", videos[3].read_bytes())}, data={"stride": "-1"})
-    if r.status_code == 501:  # this installation has no timeline job
-        assert r.json()["error"]["code"] == "not_implemented"
-    else:
-        assert r.status_code == 400 and "stride" in r.json()["error"]["message"]
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("long") / "long.mp4", num_frames=150, width=96, height=72,
+                      pattern="noise", seed=7)
+
+
+def _timeline_available() -> bool:
+    from videozoo.serve import timeline_api
+
+    return timeline_api.available()
+
+
+def test_timeline_bad_fields(server, videos):
+    for fields, says in [({"stride": "-1"}, "stride"), ({"window": "abc"}, "window"), ({"smooth": "0"}, "smooth"),
+                         ({"min_segment": "-2"}, "min_segment")]:
+        r = server.client.post("/v1/timeline", files={"video": ("a.mp4", videos[3].read_bytes())}, data=fields)
+        if not _timeline_available():
+            assert r.status_code == 501 and r.json()["error"]["code"] == "not_implemented"
+            continue
+        assert r.status_code == 400 and says in r.json()["error"]["message"], r.text
+    assert_healthy(server)
+
+
+def test_timeline_equals_the_cli(server, weights, long_video, tmp_path):
+    if not _timeline_available():
+        pytest.skip("this installation has no timeline job (videozoo.jobs.timeline)")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "videozoo", "timeline", long_video.name, "--model", MODEL, "--weights", weights,
+           "--precision", "fp32", "--stride", "0.5", "--min-segment", "0.4", "--top-k", "3", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=long_video.parent, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    want = json.loads((out / "timeline.json").read_text())
+    r = server.client.post("/v1/timeline", files={"video": (long_video.name, long_video.read_bytes())},
+                           data={"stride": "0.5", "min_segment": "0.4", "top_k": "3"})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert set(got) == set(want)
+    for key in ("video", "model", "fps", "duration", "window", "stride", "precision"):
+        assert got[key] == want[key], key
+    assert len(got["windows"]) == len(want["windows"]) >= 4
+    for a, b in zip(got["windows"], want["windows"]):
+        assert {k: v for k, v in a.items() if k != "top_k"} == {k: v for k, v in b.items() if k != "top_k"}
+        assert [x["label"] for x in a["top_k"]] == [x["label"] for x in b["top_k"]]
+        assert all(abs(x["probability"] - y["probability"]) <= 1e-4 for x, y in zip(a["top_k"], b["top_k"]))
+    assert [(s["label"], s["start"], s["end"]) for s in got["segments"]] == \
+        [(s["label"], s["start"], s["end"]) for s in want["segments"]]
+    assert all(abs(a["score"] - b["score"]) <= 1e-4 for a, b in zip(got["segments"], want["segments"]))
     assert_healthy(server)
 
 
@@ -531,5 +573,26 @@ def test_browser_predicts_and_shows_errors(server, engine, browser, videos, tmp_
     page.set_input_files("#file", str(huge))
     page.wait_for_selector("#message.error")
     assert "up to" in page.inner_text("#message") and page.locator("#predict").is_disabled()
+    page.close()
+    assert_healthy(server)
+
+
+def test_browser_timeline_tab(server, browser, long_video):
+    if not _timeline_available():
+        pytest.skip("this installation has no timeline job (videozoo.jobs.timeline)")
+    page = browser.new_page(viewport={"width": 1100, "height": 720})
+    page.set_default_timeout(60_000)
+    page.goto(server.url + "/")
+    page.wait_for_selector("#model option", state="attached")
+    page.set_input_files("#file", str(long_video))
+    page.click("#tab-timeline")
+    page.fill("#stride", "0.5")
+    page.wait_for_function("!document.getElementById('run-timeline').disabled")
+    page.click("#run-timeline")
+    page.wait_for_selector("#timeline svg polyline", state="attached")
+    assert page.locator("#timeline svg rect").count() >= 1  # the segments
+    assert page.locator("#timeline table tr").count() >= 2  # header + one row per segment
+    shot = Path(os.environ.get("VIDEOZOO_SCREENSHOT_DIR", long_video.parent)) / "serve-timeline.png"
+    page.screenshot(path=str(shot), full_page=True)
     page.close()
     assert_healthy(server)

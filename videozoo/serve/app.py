@@ -4,7 +4,8 @@
     GET  /health       200 with the loaded models once ready, 503 before
     GET  /v1/models    the served models: classes, input config, precision
     POST /v1/predict   multipart `video` (+ `model`, `views`, `top_k`): one `videozoo predict --json` entry
-    POST /v1/timeline  multipart `video` (+ `model`, `stride`, `window`, `min_segment`, `top_k`): timeline.json
+    POST /v1/timeline  multipart `video` (+ `model`, `stride`, `window`, `min_segment`, `smooth`, `top_k`):
+                       the timeline.json of `videozoo timeline`
 
 Every error is ``{"error": {"code", "message"}}`` with its status (see :mod:`videozoo.serve.errors`).
 OpenAPI documentation is at ``/docs``.
@@ -131,7 +132,9 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
 
     @app.post("/v1/timeline", openapi_extra=_multipart_doc({
         "model": "a served model (default: the first)", "stride": "seconds between windows (default: half a clip)",
-        "window": "seconds per window (default: the model's clip)", "min_segment": "shortest segment in seconds",
+        "window": "seconds per window (default: the model's clip)",
+        "min_segment": "seconds under which a segment is absorbed by its neighbours (default: the window)",
+        "smooth": "windows in the centred moving average before segmenting (default 3)",
         "top_k": "classes per window (default 5)",
     }), responses={**_ERROR_RESPONSES, 501: {"description": "timelines are not available in this installation"}})
     async def timeline(request: Request) -> JSONResponse:
@@ -140,11 +143,12 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
             raise ApiError(501, "not_implemented", "timelines are not available in this installation of videozoo")
         with _admitted(pool):
             async with received_upload(request, state.folder, max_bytes=config.max_upload_bytes) as upload:
-                fields = _Fields(upload, config, allowed={"model", "stride", "window", "min_segment", "top_k"})
+                fields = _Fields(upload, config, allowed={"model", "stride", "window", "min_segment", "smooth", "top_k"})
                 model = fields.model()
                 options = {
                     "stride": fields.positive_float("stride"), "window": fields.positive_float("window"),
                     "min_segment": fields.non_negative_float("min_segment"),
+                    "smooth": fields.positive_int("smooth", 3),
                     "top_k": fields.positive_int("top_k", config.top_k),
                 }
                 _require_video(upload)

@@ -15,6 +15,25 @@ def available() -> bool:
         return False
 
 
-def run(engine: Engine, path: str, **options: Any) -> dict[str, Any]:
-    """The timeline.json object of the video at ``path``, scored by ``engine``."""
-    raise NotImplementedError("the timeline job is not installed")
+def run(
+    engine: Engine,
+    path: str,
+    *,
+    window: float | None = None,
+    stride: float | None = None,
+    min_segment: float | None = None,
+    smooth: int = 3,
+    top_k: int = 5,
+) -> dict[str, Any]:
+    """The timeline.json object of the video at ``path``, scored by the warm ``engine``.
+
+    A video that fails before its first window is an error (``RuntimeError``); one that fails
+    part-way keeps the windows computed before, as the timeline job does.
+    """
+    from videozoo.jobs.timeline import timeline
+
+    result = timeline(path, model=engine, window=window, stride=stride, min_segment=min_segment,
+                      smooth=smooth, top_k=top_k)
+    if result.error is not None and not result.windows:
+        raise RuntimeError(result.error)
+    return result.to_json()
