@@ -497,8 +497,11 @@ def test_signal_stops_cleanly(weights, videos, tmp_path, sig):
             proc.kill()
     assert rc == 0, "".join(lines)
     assert stopped < 10, f"took {stopped:.1f} s to stop"
-    assert all(o in (200, 503, "closed") for o in outcomes), outcomes
-    assert list(tmpdir.iterdir()) == [], f"left behind: {list(tmpdir.rglob('*'))}"
+    assert all(o in (200, 503, "closed") for o in outcomes), (outcomes, "".join(lines))
+    # Nothing of the server's is left: no file at all, no folder but PyTorch's own (empty) compile
+    # cache folder, which importing torch._dynamo (torch.load does) makes in TMPDIR.
+    left = [p for p in tmpdir.rglob("*") if p.is_file() or not p.name.startswith("torchinductor_")]
+    assert left == [], f"left behind: {left}"
     assert "Traceback" not in "".join(lines)
 
 

@@ -12,7 +12,9 @@ OpenAPI documentation is at ``/docs``.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import math
 import shutil
 import tempfile
@@ -33,6 +35,9 @@ from videozoo.serve.errors import ERROR_SCHEMA, ApiError, install_error_handlers
 from videozoo.serve.page import page_html
 from videozoo.serve.pool import Engines, InferencePool, NotReady, QueueFull, ShuttingDown
 from videozoo.serve.upload import Upload, received_upload
+
+
+_log = logging.getLogger("videozoo.serve")
 
 
 class ServeState:
@@ -267,12 +272,21 @@ async def _run(pool: InferencePool, job, upload: Upload) -> Any:
     """Run ``job`` in the pool; a video that cannot be decoded is the client's error, named by its file."""
     try:
         return await pool.run(job)
+    except asyncio.CancelledError:
+        if not pool.closing:
+            raise
+        # Stopping, and the grace period is over: the client is told, not left with a broken answer.
+        raise ApiError(503, "shutting_down", "the server stopped before this request finished",
+                       headers={"Retry-After": "5"}) from None
     except ShuttingDown:
         raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "5"}) from None
     except VideoDecodeError as e:
         raise ApiError(415, "not_a_video", _name_upload(str(e), upload)) from None
     except (RuntimeError, ValueError, OSError) as e:
         raise ApiError(422, "undecodable_video", _name_upload(str(e), upload)) from None
+    except Exception as e:  # a fault of the server, not of the request: logged with its traceback
+        _log.exception("request for %s failed", upload.filename)
+        raise ApiError(500, "internal_error", f"{type(e).__name__}: {_name_upload(str(e), upload)}") from None
 
 
 def _name_upload(message: str, upload: Upload) -> str:

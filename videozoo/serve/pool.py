@@ -82,6 +82,24 @@ class InferencePool:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout) and self.failure is None
 
+    def fail_queued(self) -> int:
+        """Fail the jobs not yet started with :class:`ShuttingDown` (from the event loop, once stopping)."""
+        self.closing = True
+        failed = 0
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._jobs.put(None)
+                break
+            future, _ = item
+            if future.set_running_or_notify_cancel():
+                future.set_exception(ShuttingDown())
+                failed += 1
+        return failed
+
     def close(self, timeout: float = 5.0) -> None:
         """Refuse new work, fail queued jobs with :class:`ShuttingDown`, wait for running ones."""
         self.closing = True
@@ -148,10 +166,10 @@ class InferencePool:
             if item is None:
                 return
             future, job = item
+            if not future.set_running_or_notify_cancel():  # its request went away
+                continue
             if self.closing:
                 future.set_exception(ShuttingDown())
-                continue
-            if not future.set_running_or_notify_cancel():
                 continue
             t0 = time.perf_counter()
             try:

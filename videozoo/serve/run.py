@@ -27,6 +27,11 @@ class _Server(uvicorn.Server):
         self.pool.closing = True  # a plain flag: safe inside a signal handler
         super().handle_exit(sig, frame)
 
+    async def shutdown(self, sockets=None) -> None:
+        # Queued requests are answered "shutting down" at once; running ones get the grace period.
+        self.pool.fail_queued()
+        await super().shutdown(sockets=sockets)
+
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets=sockets)
         if not self.should_exit:
