@@ -183,6 +183,13 @@ def test_second_model_is_served(server, videos):
     assert r.json()["model"] == SECOND and len(r.json()["top_k"]) == 2
 
 
+def test_engine_with_views_shares_the_model(engine, videos):
+    other = engine.with_views("2x3")
+    assert other.model is engine.model and str(other.plan) == "2x3" and str(engine.plan) == "1x1"
+    assert engine.with_views("1x1") is engine
+    assert other.load(videos[0]).num_views == 6 and engine.load(videos[0]).num_views == 1
+
+
 def _truncated(src: Path, dst: Path, keep: float) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: int(len(data) * keep)])
@@ -569,6 +576,7 @@ def test_browser_predicts_and_shows_errors(server, engine, browser, videos, tmp_
     page.click("#predict")
     page.wait_for_selector("#message.error")
     assert "notes.txt" in page.inner_text("#message") and page.locator("#results li").count() == 0
+    page.screenshot(path=str(shot.with_name("serve-page-error.png")))
 
     # Too large for the server: refused in the page before any upload.
     huge = tmp_path / "huge.mp4"

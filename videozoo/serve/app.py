@@ -281,7 +281,8 @@ async def _run(pool: InferencePool, job, upload: Upload) -> Any:
     except ShuttingDown:
         raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "5"}) from None
     except VideoDecodeError as e:
-        raise ApiError(415, "not_a_video", _name_upload(str(e), upload)) from None
+        reason = str(e).replace(str(upload.path), "").lstrip(": ") or "unreadable"
+        raise ApiError(415, "not_a_video", f"{upload.filename}: not a video that can be decoded ({reason})") from None
     except (RuntimeError, ValueError, OSError) as e:
         raise ApiError(422, "undecodable_video", _name_upload(str(e), upload)) from None
     except Exception as e:  # a fault of the server, not of the request: logged with its traceback
