@@ -130,6 +130,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, quick=args.quick)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError(f"serving needs the serve extra ({e.name} is missing): pip install 'videozoo[serve]'") from None
+    from videozoo.models.registry import get_spec
+    from videozoo.serve.config import DEFAULT_MODEL, DEFAULT_WEIGHTS, ServeConfig, ServedModel
+    from videozoo.serve.run import serve
+
+    names = args.model or [DEFAULT_MODEL]
+    weights = args.weights or [DEFAULT_WEIGHTS]
+    if len(weights) not in (1, len(names)):
+        raise ValueError(f"--weights: give it once (for every model) or once per --model "
+                         f"({len(names)} models, {len(weights)} --weights)")
+    weights = weights * len(names) if len(weights) == 1 else weights
+    for name in names:
+        get_spec(name)  # an unknown name fails now, with the registry's message
+    config = ServeConfig(
+        models=tuple(ServedModel(n, w) for n, w in zip(names, weights)), workers=args.workers,
+        max_queue=args.max_queue, max_upload_mb=args.max_upload_mb, precision=args.precision, device=args.device,
+        views=str(args.views), threads=args.threads,
+    )
+    return serve(config, host=args.host, port=args.port, shutdown_timeout=args.shutdown_timeout,
+                 log_level=args.log_level)
+
+
 def _weights_arg(value: str) -> str | None:
     return None if value.lower() in ("none", "random") else value
 
@@ -170,6 +198,26 @@ def _model_arg(value: str) -> str:
     except KeyError as e:
         raise argparse.ArgumentTypeError(e.args[0]) from None
     return value
+
+
+def _port_arg(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535 (0: any free port), got {n}")
+    return n
+
+
+def _positive_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number more than 0, got {value}")
+    return x
 
 
 def _positive_seconds(value: str) -> float:
@@ -284,6 +332,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_nonnegative_int, default=1)
     p.set_defaults(func=_cmd_synth)
 
+    p = sub.add_parser("serve", help="an HTTP API and a web page for predictions (the serve extra)")
+    p.add_argument("--model", action="append", metavar="M",
+                   help="a model to serve, kept warm; repeat for several (default: motion_tiny)")
+    p.add_argument("--weights", action="append", type=_weights_arg, metavar="W",
+                   help="default (each model's default weights), a weights key such as kinetics400, a checkpoint "
+                   "path, or none (random); once for every model or once per --model, in order")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_port_arg, default=8000, help="port (0: any free port; the chosen one is printed)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="inference workers, each with one replica of every model (default 1)")
+    p.add_argument("--max-queue", type=_nonnegative_int, default=16,
+                   help="requests waiting beyond the running ones; more are refused with 503 and Retry-After")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=200.0, help="largest upload in MiB (default 200)")
+    p.add_argument("--views", type=_views_arg, default="1x1", help="default views of a request (CLIPSxCROPS)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 where the hardware runs it natively, else fp32 (default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="compute threads per worker (default: the cores shared among the workers)")
+    p.add_argument("--shutdown-timeout", type=_positive_float, default=5.0,
+                   help="seconds running requests get to finish on SIGTERM / Ctrl-C (default 5)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=_cmd_serve)
+
     from videozoo.train.config import add_cli_arguments
 
     p = sub.add_parser("train", help="train or fine-tune (resumable, torchrun-aware)")
@@ -299,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that run models over many large batches.
-_HEAVY = {"predict", "evaluate", "features", "timeline", "train", "demo"}
+_HEAVY = {"predict", "evaluate", "features", "timeline", "train", "demo", "serve"}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

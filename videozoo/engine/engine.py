@@ -15,6 +15,7 @@ call it; none of them samples, batches, or handles precision or devices on its o
 """
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -123,6 +124,18 @@ class Engine:
         from videozoo.models.factory import create_model
 
         return cls(create_model(name, weights=weights), inplace=True, **kwargs)
+
+    def with_views(self, views: str | ViewPlan) -> Engine:
+        """This engine with another view plan: the same prepared model (shared, not copied).
+
+        For a caller that keeps one warm engine and takes the plan per request (the server).
+        """
+        plan = ViewPlan.parse(views).resolve(self.input)
+        if plan == self.plan:
+            return self
+        other = copy.copy(self)
+        other.plan, other.transform = plan, transform_for(self.input, plan)
+        return other
 
     # -- decode -> views --------------------------------------------------------------------
     def load(self, path: str | os.PathLike) -> VideoViews:

@@ -1,0 +1,338 @@
+"""The HTTP API: a thin layer over the engine, one warm engine per served model and worker.
+
+    GET  /             the web page (self-contained, works offline)
+    GET  /health       200 with the loaded models once ready, 503 before
+    GET  /v1/models    the served models: classes, input config, precision
+    POST /v1/predict   multipart `video` (+ `model`, `views`, `top_k`): one `videozoo predict --json` entry
+    POST /v1/timeline  multipart `video` (+ `model`, `stride`, `window`, `min_segment`, `smooth`, `top_k`):
+                       the timeline.json of `videozoo timeline`
+
+Every error is ``{"error": {"code", "message"}}`` with its status (see :mod:`videozoo.serve.errors`).
+OpenAPI documentation is at ``/docs``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from videozoo.engine import Engine, ViewPlan, ViewPlanError
+from videozoo.io.errors import VideoDecodeError
+from videozoo.serve import timeline_api
+from videozoo.serve.config import ServeConfig
+from videozoo.serve.errors import ERROR_SCHEMA, ApiError, install_error_handlers
+from videozoo.serve.page import page_html
+from videozoo.serve.pool import Engines, InferencePool, NotReady, QueueFull, ShuttingDown
+from videozoo.serve.upload import Upload, received_upload
+
+
+_log = logging.getLogger("videozoo.serve")
+
+
+class ServeState:
+    """What the routes share: the configuration, the pool and the private temporary folder."""
+
+    def __init__(self, config: ServeConfig, pool: InferencePool):
+        self.config, self.pool = config, pool
+        self.folder: Path | None = None
+
+
+def build_engines(config: ServeConfig) -> Engines:
+    """One engine per served model (called once in each worker: its replicas)."""
+    torch.set_num_threads(config.intra_op_threads())
+    return {
+        m.name: Engine.build(m.name, weights=m.weights, views=config.views, device=config.device,
+                             precision=config.precision, threads=config.intra_op_threads())
+        for m in config.models
+    }
+
+
+def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_failure=None) -> FastAPI:
+    """The FastAPI application; its models load in the background once it starts (``/health`` says when)."""
+    pool = pool or InferencePool(lambda: build_engines(config), workers=config.workers, max_queue=config.max_queue)
+    state = ServeState(config, pool)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # A private folder (mode 0700) inside TMPDIR: uploads never share a folder with anything else.
+        state.folder = Path(tempfile.mkdtemp(prefix="videozoo-serve-", dir=config.temp_root))
+        pool.start(on_failure)
+        try:
+            yield
+        finally:
+            pool.close(timeout=3.0)
+            shutil.rmtree(state.folder, ignore_errors=True)
+
+    app = FastAPI(
+        title="videozoo",
+        summary="Video action recognition: top-k actions of an uploaded video, and a timeline of a long one.",
+        lifespan=lifespan,
+    )
+    app.state.serve = state
+    install_error_handlers(app)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page_html())
+
+    @app.get("/health", responses={503: {"description": "models still loading, or failed to load"}})
+    async def health() -> JSONResponse:
+        """200 with the served models once they are loaded and warm; 503 until then."""
+        if pool.failure is not None:
+            return JSONResponse({"status": "failed", "error": {"code": "load_failed", "message": pool.failure}}, 503)
+        if not pool.ready:
+            return JSONResponse(
+                {"status": "loading", "error": {"code": "loading", "message": "the models are loading"}}, 503,
+                headers={"Retry-After": "2"},
+            )
+        return JSONResponse({
+            "status": "ok", "models": [m.name for m in config.models], "workers": pool.workers,
+            "in_flight": pool.in_flight, "max_queue": pool.max_queue,
+        })
+
+    @app.get("/v1/models", responses={503: {"description": "models still loading"}})
+    async def models() -> JSONResponse:
+        """The served models: classes, input configuration, precision, default views."""
+        _require_ready(pool)
+        return JSONResponse({
+            "default_model": config.default_model,
+            "max_upload_mb": config.max_upload_mb,
+            "max_views": config.max_views,
+            "timeline": timeline_api.available(),
+            "models": [_describe(m.name, m.weights, pool.engines[m.name]) for m in config.models],
+        })
+
+    @app.post("/v1/predict", openapi_extra=_multipart_doc({
+        "model": "a served model (default: the first)", "views": "CLIPSxCROPS, e.g. 1x1 or 10x3, or published",
+        "top_k": "how many classes to return (default 5)",
+    }), responses=_ERROR_RESPONSES)
+    async def predict(request: Request) -> JSONResponse:
+        """Top-k actions of the uploaded video: the object `videozoo predict --json` prints for it."""
+        with _admitted(pool):
+            async with received_upload(request, state.folder, max_bytes=config.max_upload_bytes) as upload:
+                fields = _Fields(upload, config, allowed={"model", "views", "top_k"})
+                model = fields.model()
+                plan = fields.views(pool.engines[model])
+                top_k = fields.positive_int("top_k", config.top_k)
+                _require_video(upload)
+                path = upload.path
+
+                def job(engines: Engines) -> dict[str, Any]:
+                    return engines[model].with_views(plan).predict(path).entry(model, top_k=top_k)
+
+                entry = await _run(pool, job, upload)
+                entry["video"] = upload.filename  # the name the client gave, not the temporary file's
+                return JSONResponse(entry)
+
+    @app.post("/v1/timeline", openapi_extra=_multipart_doc({
+        "model": "a served model (default: the first)", "stride": "seconds between windows (default: half a clip)",
+        "window": "seconds per window (default: the model's clip)",
+        "min_segment": "seconds under which a segment is absorbed by its neighbours (default: the window)",
+        "smooth": "windows in the centred moving average before segmenting (default 3)",
+        "top_k": "classes per window (default 5)",
+    }), responses={**_ERROR_RESPONSES, 501: {"description": "timelines are not available in this installation"}})
+    async def timeline(request: Request) -> JSONResponse:
+        """The timeline of the uploaded video: the object `videozoo timeline` writes as timeline.json."""
+        if not timeline_api.available():
+            raise ApiError(501, "not_implemented", "timelines are not available in this installation of videozoo")
+        with _admitted(pool):
+            async with received_upload(request, state.folder, max_bytes=config.max_upload_bytes) as upload:
+                fields = _Fields(upload, config, allowed={"model", "stride", "window", "min_segment", "smooth", "top_k"})
+                model = fields.model()
+                options = {
+                    "stride": fields.positive_float("stride"), "window": fields.positive_float("window"),
+                    "min_segment": fields.non_negative_float("min_segment"),
+                    "smooth": fields.positive_int("smooth", 3),
+                    "top_k": fields.positive_int("top_k", config.top_k),
+                }
+                _require_video(upload)
+                path = upload.path
+
+                def job(engines: Engines) -> dict[str, Any]:
+                    return timeline_api.run(engines[model], path, **options)
+
+                result = await _run(pool, job, upload)
+                result["video"] = upload.filename
+                return JSONResponse(result)
+
+    return app
+
+
+# -- request pieces ---------------------------------------------------------------------------------
+
+class _Fields:
+    """The text fields of one request, each checked with a message naming the field."""
+
+    def __init__(self, upload: Upload, config: ServeConfig, *, allowed: set[str]):
+        self.values, self.config = upload.fields, config
+        unknown = sorted(set(self.values) - allowed)
+        if unknown:
+            raise ApiError(400, "bad_field", f"unknown form field(s) {', '.join(unknown)}; "
+                           f"this endpoint takes video, {', '.join(sorted(allowed))}")
+
+    def _bad(self, name: str, why: str) -> ApiError:
+        return ApiError(400, "bad_field", f"{name}={self.values.get(name)!r}: {why}")
+
+    def model(self) -> str:
+        name = self.values.get("model", "").strip() or self.config.default_model
+        served = [m.name for m in self.config.models]
+        if name not in served:
+            raise ApiError(404, "unknown_model", f"model {name!r} is not served here (served: {', '.join(served)})")
+        return name
+
+    def views(self, engine: Engine) -> ViewPlan:
+        text = self.values.get("views", "").strip() or self.config.views
+        try:
+            plan = ViewPlan.parse(text).resolve(engine.input)
+        except ViewPlanError as e:
+            raise self._bad("views", str(e)) from None
+        if plan.clips * plan.crops > self.config.max_views:
+            raise self._bad("views", f"{plan} is {plan.clips * plan.crops} views; this server takes at most "
+                            f"{self.config.max_views} per request")
+        return plan
+
+    def positive_int(self, name: str, default: int) -> int:
+        text = self.values.get(name, "").strip()
+        if not text:
+            return default
+        try:
+            n = int(text)
+        except ValueError:
+            raise self._bad(name, "expected a whole number") from None
+        if n < 1:
+            raise self._bad(name, "must be at least 1")
+        return n
+
+    def _float(self, name: str) -> float | None:
+        text = self.values.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            x = float(text)
+        except ValueError:
+            raise self._bad(name, "expected a number of seconds") from None
+        if not math.isfinite(x):
+            raise self._bad(name, "expected a finite number of seconds")
+        return x
+
+    def positive_float(self, name: str) -> float | None:
+        x = self._float(name)
+        if x is not None and x <= 0:
+            raise self._bad(name, "must be more than 0 seconds")
+        return x
+
+    def non_negative_float(self, name: str) -> float | None:
+        x = self._float(name)
+        if x is not None and x < 0:
+            raise self._bad(name, "must be 0 seconds or more")
+        return x
+
+
+def _require_video(upload: Upload) -> None:
+    if upload.path is None:
+        raise ApiError(400, "missing_video", "send the video as a multipart file field named `video`")
+    if upload.size == 0:
+        raise ApiError(422, "empty_video", f"{upload.filename}: the uploaded file is empty")
+
+
+def _require_ready(pool: InferencePool) -> None:
+    if pool.failure is not None:
+        raise ApiError(503, "load_failed", f"the models failed to load: {pool.failure}")
+    if not pool.ready:
+        raise ApiError(503, "loading", "the models are loading; retry shortly", headers={"Retry-After": "2"})
+
+
+@contextlib.contextmanager
+def _admitted(pool: InferencePool) -> Iterator[None]:
+    try:
+        with pool.admit():
+            yield
+    except QueueFull as e:
+        raise ApiError(503, "busy", f"every worker is busy and the queue is full; retry in {e.retry_after} s",
+                       headers={"Retry-After": str(e.retry_after)}) from None
+    except NotReady:
+        _require_ready(pool)
+        raise
+    except ShuttingDown:
+        raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "5"}) from None
+
+
+async def _run(pool: InferencePool, job, upload: Upload) -> Any:
+    """Run ``job`` in the pool; a video that cannot be decoded is the client's error, named by its file."""
+    try:
+        return await pool.run(job)
+    except asyncio.CancelledError:
+        if not pool.closing:
+            raise
+        # Stopping, and the grace period is over: the client is told, not left with a broken answer.
+        raise ApiError(503, "shutting_down", "the server stopped before this request finished",
+                       headers={"Retry-After": "5"}) from None
+    except ShuttingDown:
+        raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "5"}) from None
+    except VideoDecodeError as e:
+        reason = str(e).replace(str(upload.path), "").lstrip(": ") or "unreadable"
+        raise ApiError(415, "not_a_video", f"{upload.filename}: not a video that can be decoded ({reason})") from None
+    except (RuntimeError, ValueError, OSError) as e:
+        raise ApiError(422, "undecodable_video", _name_upload(str(e), upload)) from None
+    except Exception as e:  # a fault of the server, not of the request: logged with its traceback
+        _log.exception("request for %s failed", upload.filename)
+        raise ApiError(500, "internal_error", f"{type(e).__name__}: {_name_upload(str(e), upload)}") from None
+
+
+def _name_upload(message: str, upload: Upload) -> str:
+    """The message with the temporary file's path replaced by the client's file name."""
+    message = message.replace(str(upload.path), upload.filename)
+    return message if upload.filename in message else f"{upload.filename}: {message}"
+
+
+def _describe(name: str, weights: str | None, engine: Engine) -> dict[str, Any]:
+    cfg = engine.input
+    names = engine.class_names
+    return {
+        "name": name,
+        "weights": weights if weights is None or "/" not in str(weights) else Path(weights).name,
+        "classes": names,
+        "num_classes": len(names) if names else int(getattr(engine.model, "num_classes", 0) or 0) or None,
+        "input": {
+            **{k: v for k, v in asdict(cfg).items() if k in (
+                "num_frames", "sampling_rate", "fps", "short_side", "crop_size", "mean", "std", "slow_alpha",
+                "test_clips", "test_crops")},
+            "clip_seconds": cfg.clip_seconds,
+        },
+        "precision": engine.precision.name,
+        "device": str(engine.device),
+        "views": str(engine.plan),
+        "batch_size": engine.batch_size,
+    }
+
+
+def _multipart_doc(fields: dict[str, str]) -> dict:
+    """The OpenAPI request body of a multipart endpoint (its body is parsed by hand, as it streams)."""
+    props = {"video": {"type": "string", "format": "binary", "description": "the video file"}}
+    props.update({k: {"type": "string", "description": v} for k, v in fields.items()})
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": props, "required": ["video"]}}}}}
+
+
+_ERROR_RESPONSES: dict = {
+    status: {"description": what, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+    for status, what in [
+        (400, "a bad form field (views, top_k, ...) or a malformed body"),
+        (404, "the model is not served here"),
+        (413, "the upload is larger than the server's limit"),
+        (415, "the upload is not a video (or not multipart)"),
+        (422, "the video cannot be decoded (empty, truncated)"),
+        (503, "busy (queue full; see Retry-After), loading or shutting down"),
+    ]
+}
