@@ -19,10 +19,15 @@ _LAZY = {
     "Engine": "videozoo.engine",
 }
 
-__all__ = [*_LAZY, "predict", "transform_for", "__version__"]
+__all__ = [*_LAZY, "export", "predict", "transform_for", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "export":
+        # The subpackage: importing it makes `videozoo.export` the package, which is callable.
+        import importlib
+
+        return importlib.import_module("videozoo.export")
     if name in _LAZY:
         import importlib
 
