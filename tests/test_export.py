@@ -17,10 +17,11 @@ import pytest
 import torch
 
 import videozoo
-from fixtures_util import FIXTURES, fixture_input, load_fixture, write_official_checkpoint
+from fixtures_util import FIXTURES, deterministic_state, fixture_input, load_fixture, write_official_checkpoint
 from videozoo.cli.main import main
 from videozoo.data.input_config import InputConfig
-from videozoo.models.factory import checkpoint_meta
+from videozoo.models.factory import checkpoint_meta, model_from_checkpoint
+from videozoo.weights.checkpoint import Checkpoint
 
 ort = pytest.importorskip("onnxruntime", reason="the export extra (pip install videozoo[export]) is not installed")
 pytest.importorskip("onnxscript", reason="the export extra (pip install videozoo[export]) is not installed")
@@ -32,8 +33,12 @@ from videozoo.export.graph import prepare, trace  # noqa: E402
 TOL = 1e-4
 CROP = 64
 # Frames of the reduced clip (the fast pathway's for SlowFast); the rest take min(T, 8).
-FRAMES = {"x3d_xs": 4, "x3d_s": 4, "x3d_m": 4, "x3d_l": 4, "s3d": 16, "slowfast_r50": 16, "slowfast_r101": 16,
+FRAMES = {"mvit_base_16x4": 4, "x3d_xs": 4, "x3d_s": 4, "x3d_m": 4, "x3d_l": 4, "s3d": 16, "slowfast_r50": 16, "slowfast_r101": 16,
           "slowfast_16x8_r101_50_50": 16}
+# Two fixture models run by default: the two-pathway model, and the one with non-local attention (X3D is the
+# command tests' subject, MViT a 3-block variant's); the other fixture models are marked slow:
+# each trace-and-convert costs seconds however small the clip.
+FAST_PARITY = {"slowfast_r50", "i3d_r50_nl_32x2"}
 FIXTURE_MODELS = sorted({load_fixture(p.stem)["model"] for p in FIXTURES.glob("*.json")}) if FIXTURES.is_dir() else []
 
 
@@ -60,11 +65,18 @@ def _as_args(x) -> tuple[torch.Tensor, ...]:
     return tuple(x) if isinstance(x, list) else (x,)
 
 
-def _fixture_model(name: str, tmp_path) -> tuple[torch.nn.Module, dict]:
+def _fixture_model(name: str, tmp_path=None) -> tuple[torch.nn.Module, dict]:
+    """The model with the fixture's deterministic weights: through the official file when `tmp_path`
+    is given, else handed to the loader in memory (the files themselves are test_parity's subject)."""
     fx = load_fixture(name)
-    suffix = ".pkl" if "Caffe2" in fx["checkpoint_format"] else ".pth"
-    path = write_official_checkpoint(fx, tmp_path / f"{name}{suffix}")
-    return videozoo.create_model(name, weights=str(path)), fx
+    if tmp_path is not None:
+        suffix = ".pkl" if "Caffe2" in fx["checkpoint_format"] else ".pth"
+        path = write_official_checkpoint(fx, tmp_path / f"{name}{suffix}")
+        return videozoo.create_model(name, weights=str(path)), fx
+    fmt = fx["checkpoint_format"]
+    kind = "caffe2" if "Caffe2" in fmt else "torchvision" if fmt.startswith("torchvision") else "pyth"
+    ckpt = Checkpoint(kind, deterministic_state(fx), source=f"{name} fixture")
+    return model_from_checkpoint(videozoo.get_spec(name), ckpt), fx
 
 
 def _reduce_mvit(model, frames: int, crop: int):
@@ -80,39 +92,54 @@ def _reduce_mvit(model, frames: int, crop: int):
     return small
 
 
+def _export_both(model, x, tmp):
+    """Trace once and write both files, as `videozoo.export` writes each; open them as a user would."""
+    clip = model.input_config
+    meta = dataclasses.replace(checkpoint_meta(model), input=clip)
+    program = trace(prepare(model, clip), clip)
+    onnx_path = write_onnx(program, tmp / "model.onnx", meta=meta)
+    pt2_path = write_program(program, tmp / "model.pt2", meta=meta)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    loaded, loaded_meta = load_program(pt2_path)
+    return model, x, session, loaded.module(), loaded_meta, onnx_path
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """name -> (eager model, reduced fixture input, ONNX session, loaded program, meta, file paths)."""
-    cache: dict = {}
+    """name -> (eager model, reduced fixture input, ONNX session, loaded program, its record, ONNX path)."""
 
     def get(name: str):
-        if name not in cache:
-            tmp = tmp_path_factory.mktemp(name)
-            model, fx = _fixture_model(name, tmp)
-            frames = FRAMES.get(name, min(8, fx["input"]["shape"][2]))
-            if getattr(type(model), "fixed_input_size", False):
-                model = _reduce_mvit(model, 4, CROP)
-            clip = dataclasses.replace(model.input_config, num_frames=frames, crop_size=CROP, short_side=CROP)
-            model.input_config = clip
-            meta = dataclasses.replace(checkpoint_meta(model), input=clip)
-            # One trace for both files, as `videozoo.export` makes each.
-            program = trace(prepare(model, clip), clip)
-            onnx_path = write_onnx(program, tmp / f"{name}.onnx", meta=meta)
-            pt2_path = write_program(program, tmp / f"{name}.pt2", meta=meta)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-            loaded, loaded_meta = load_program(pt2_path)
-            cache[name] = (model, _reduced_input(fx, frames, CROP), session, loaded.module(), loaded_meta, onnx_path)
-        return cache[name]
+        model, fx = _fixture_model(name)
+        frames = FRAMES.get(name, min(8, fx["input"]["shape"][2]))
+        if getattr(type(model), "fixed_input_size", False):
+            model = _reduce_mvit(model, frames, CROP)
+        model.input_config = dataclasses.replace(model.input_config, num_frames=frames, crop_size=CROP, short_side=CROP)
+        return _export_both(model, _reduced_input(fx, frames, CROP), tmp_path_factory.mktemp(name))
 
     return get
 
 
 @pytest.mark.skipif(not FIXTURE_MODELS, reason=f"reference fixtures not found at {FIXTURES}")
-@pytest.mark.parametrize("name", FIXTURE_MODELS)
+@pytest.mark.parametrize("name", [n if n in FAST_PARITY else pytest.param(n, marks=pytest.mark.slow) for n in FIXTURE_MODELS])
 def test_export_parity(name, exported):
-    model, x1, session, program, meta, onnx_path = exported(name)
+    _check_parity(*exported(name))
+
+
+def test_export_parity_small_mvit(tmp_path):
+    """MViT's pooled attention (query, key/value and shortcut pooling, the widening projection) in 3 blocks."""
+    torch.manual_seed(0)
+    spec = videozoo.get_spec("mvit_base_16x4")
+    model = spec.build(num_frames=4, crop_size=CROP, depth=3, stage_starts=(1, 2)).eval()
+    model.model_name, model.class_names = spec.name, None
+    model.input_config = dataclasses.replace(spec.input, num_frames=4, crop_size=CROP, short_side=CROP)
+    x = torch.randn(1, 3, 4, CROP, CROP, generator=torch.Generator().manual_seed(0))
+    _check_parity(*_export_both(model, x, tmp_path))
+
+
+def _check_parity(model, x1, session, program, meta, onnx_path) -> None:
+    name = model.model_name
     names = [i.name for i in session.get_inputs()]
     assert names == (["slow", "fast"] if isinstance(x1, list) else ["video"])
     assert [o.name for o in session.get_outputs()] == ["logits", "scores", "features"]
@@ -137,7 +164,7 @@ def small_checkpoint(tmp_path_factory):
     """An x3d_xs checkpoint (the fixture's weights) recording a reduced clip, so exports and runs are quick."""
     tmp = tmp_path_factory.mktemp("ckpt")
     if FIXTURES.is_dir():
-        model = _fixture_model("x3d_xs", tmp)[0]
+        model = _fixture_model("x3d_xs")[0]
     else:
         torch.manual_seed(0)
         model = videozoo.create_model("x3d_xs")
