@@ -21,10 +21,15 @@ _LAZY = {
     "timeline_stream": "videozoo.jobs.timeline",
 }
 
-__all__ = [*_LAZY, "predict", "transform_for", "__version__"]
+__all__ = [*_LAZY, "export", "predict", "transform_for", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "export":
+        # The subpackage: importing it makes `videozoo.export` the package, which is callable.
+        import importlib
+
+        return importlib.import_module("videozoo.export")
     if name in _LAZY:
         import importlib
 

@@ -34,10 +34,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     engine = Engine.build(
         args.model, weights=args.weights, views=args.views, device=args.device, precision=args.precision,
-        threads=args.threads, batch_size=args.batch_size,
+        threads=args.threads, batch_size=args.batch_size, backend=args.backend,
     )
     print(f"videozoo predict: {args.model}, {engine.plan} views, precision {engine.precision}, "
-          f"{engine.batch_size} views per forward pass, on {engine.device}", file=sys.stderr, flush=True)
+          f"{engine.batch_size} views per forward pass, on {engine.device} ({engine.backend})", file=sys.stderr, flush=True)
     failed = 0
     # One video decodes on this process; several decode in a worker while the model runs.
     results = engine.map(args.videos, workers=1 if len(args.videos) > 1 else 0)
@@ -121,6 +121,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     # Under torchrun every process returns; the first one speaks for the run.
     if os.environ.get("RANK", "0") == "0":
         print(result.summary())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import time
+
+    from videozoo.export import export
+
+    t0 = time.perf_counter()
+    path = export(
+        args.model, format=args.format, out=args.out, weights=args.weights, batch=args.batch,
+        opset=args.opset, precision=args.precision,
+    )
+    size = path.stat().st_size / 2**20
+    batch = "dynamic batch" if args.batch == "dynamic" else f"batch {args.batch}"
+    print(f"{args.model} -> {path} ({args.format}, {batch}, {args.precision}, {size:.1f} MiB, "
+          f"{time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -274,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="views per forward pass (default: chosen from the clip size and free memory)")
     p.add_argument("--json", action="store_true", help="one JSON object per video")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="what runs the model: torch (eager), onnxruntime (--weights FILE.onnx from "
+                   "`videozoo export`), auto: onnxruntime for a .onnx file, else torch (default)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="accuracy on a labelled dataset (resumable, torchrun-aware)")
@@ -361,6 +381,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or fine-tune (resumable, torchrun-aware)")
     add_cli_arguments(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="write a model as an ONNX file or a torch.export program (.pt2)")
+    p.add_argument("model", help="registry name (see `videozoo models`)")
+    p.add_argument("--weights", type=_weights_arg, default="default",
+                   help="default (the published weights), kinetics400, a checkpoint path, or none (random)")
+    p.add_argument("--format", default="onnx", choices=["onnx", "exported-program"],
+                   help="onnx (onnxruntime and other ONNX runtimes; the default) or exported-program (torch.export .pt2)")
+    p.add_argument("--out", help="output file (default: MODEL.onnx or MODEL.pt2)")
+    p.add_argument("--batch", default="dynamic", help="dynamic (any batch; the default) or a fixed number of clips")
+    p.add_argument("--opset", type=_positive_int, default=None, help="ONNX opset (18-23; default: the exporter's)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="fp32 (default) or fp16 (GPU runtimes)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="offline end-to-end demo: synthesise, fine-tune, evaluate, predict, report")
     p.add_argument("--out", default="demo-output")

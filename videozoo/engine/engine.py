@@ -12,6 +12,8 @@ call it; none of them samples, batches, or handles precision or devices on its o
   and a memory budget (``videozoo.engine.batching``).
 - decoding of many videos runs in worker processes (:meth:`Engine.map`) while the main process
   runs the model; each worker holds at most one video's views beyond the one in flight.
+- backend: the forward pass runs the eager module (``torch``) or an exported ONNX file in
+  onnxruntime (``onnxruntime``; ``videozoo.engine.runtime``), with the same transforms and views.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,6 +34,7 @@ from videozoo.engine.batching import choose_batch_size, largest_activation_bytes
 from videozoo.engine.optimize import optimize_for_inference, to_channels_last
 from videozoo.engine.precision import Precision, resolve_precision
 from videozoo.engine.prediction import Prediction
+from videozoo.engine.runtime import OnnxModel, OnnxRunner, TorchRunner, resolve_backend
 from videozoo.engine.views import VideoViews, Views, count_views, load_views, take_views
 from videozoo.models.base import VideoClassifier
 from videozoo.models.flops import view_input
@@ -76,14 +79,15 @@ class VideoResult:
 class Engine:
     """A model ready for inference with its own eval transform, precision, device and batching.
 
-    model: a model from :func:`videozoo.create_model` (use :meth:`build` for a registry name).
+    model: a model from :func:`videozoo.create_model` (use :meth:`build` for a registry name), or
+    an exported ONNX file opened as an :class:`~videozoo.engine.runtime.OnnxModel`.
     inplace: the engine may fold BatchNorm into the model's own weights (no second copy); set it
     when the engine owns the model.
     """
 
     def __init__(
         self,
-        model: VideoClassifier,
+        model: VideoClassifier | OnnxModel,
         *,
         views: str | ViewPlan = "1x1",
         device: str | torch.device = "cpu",
@@ -104,25 +108,49 @@ class Engine:
         self.plan = ViewPlan.parse(views).resolve(self.input)
         self.transform: ClipTransform = transform_for(self.input, self.plan)
         self.device = resolve_device(device)
-        # Checked now, so a bad precision fails before any video is decoded.
-        self.precision = resolve_precision(precision, self.device)
         self.threads = threads
         self.class_names: list[str] | None = model.class_names
-        model = model.eval().to(self.device)
-        # One view at the eval crop; both passes below run on the model's meta twin (no arithmetic).
-        example = view_input(get_spec(self.model_name).replace(input=self.input), device=self.device)
-        if optimize:
-            model = optimize_for_inference(model, example, inplace=inplace)
-        self.model = model
-        # Counted in float32 even under bf16: autocast keeps float32 copies of some tensors alive.
-        self.view_bytes = largest_activation_bytes(model, example)
+        if isinstance(model, OnnxModel):
+            self.precision = _onnx_precision(precision, model, self.device)
+            self.runner: TorchRunner | OnnxRunner = OnnxRunner(model)
+            self.model = model
+            self.view_bytes = self._onnx_view_bytes(model)
+        else:
+            # Checked now, so a bad precision fails before any video is decoded.
+            self.precision = resolve_precision(precision, self.device)
+            model = model.eval().to(self.device)
+            # One view at the eval crop; the passes below read shapes only (an empty batch).
+            example = view_input(get_spec(self.model_name).replace(input=self.input), device=self.device)
+            if optimize:
+                model = optimize_for_inference(model, example, inplace=inplace)
+            self.model = model
+            self.runner = TorchRunner(model, self.device, self.precision)
+            # Counted in float32 even under bf16: autocast keeps float32 copies of some tensors alive.
+            self.view_bytes = largest_activation_bytes(model, example)
         self.batch_size = batch_size or choose_batch_size(self.view_bytes, memory_budget(self.device))
 
+    @property
+    def backend(self) -> str:
+        """``torch`` or ``onnxruntime``: what runs the forward pass."""
+        return self.runner.backend
+
     @classmethod
-    def build(cls, name: str, *, weights: str | os.PathLike | None = "kinetics400", **kwargs: Any) -> Engine:
-        """Create the registry model ``name`` with ``weights`` and an engine that owns it."""
+    def build(
+        cls, name: str, *, weights: str | os.PathLike | None = "kinetics400", backend: str = "auto", **kwargs: Any
+    ) -> Engine:
+        """Create the registry model ``name`` with ``weights`` and an engine that owns it.
+
+        backend: ``torch`` (the eager model), ``onnxruntime`` (``weights`` is a file written by
+        ``videozoo export --format onnx``) or ``auto`` (onnxruntime for a ``.onnx`` file).
+        """
         from videozoo.models.factory import create_model
 
+        if resolve_backend(backend, weights) == "onnxruntime":
+            get_spec(name)  # an unknown name fails here, before the file is read
+            onnx = OnnxModel(weights, device=resolve_device(kwargs.get("device", "cpu")))
+            if onnx.model_name != name:
+                raise ValueError(f"{weights}: holds an export of {onnx.model_name!r}, not {name!r} (--model {onnx.model_name})")
+            return cls(onnx, **kwargs)
         return cls(create_model(name, weights=weights), inplace=True, **kwargs)
 
     def with_views(self, views: str | ViewPlan) -> Engine:
@@ -146,15 +174,9 @@ class Engine:
     @torch.inference_mode()
     def forward(self, views: Views, output: str = "scores") -> Tensor:
         """(V, K) float32 scores (or (V, D) features, (V, K) logits) of a stack of views."""
-        fn = self._output_fn(output)
+        self._check_output(output)
         n = count_views(views)
-        out = []
-        for start in range(0, n, self.batch_size):
-            x = take_views(views, start, start + self.batch_size)
-            x = [v.to(self.device, non_blocking=True) for v in x] if isinstance(x, list) else x.to(self.device, non_blocking=True)
-            with self.precision.autocast():
-                out.append(fn(to_channels_last(x)).float().cpu())
-        return torch.cat(out)
+        return torch.cat([self.runner(take_views(views, s, s + self.batch_size), output) for s in range(0, n, self.batch_size)])
 
     def predict_views(self, loaded: VideoViews) -> Prediction:
         t0 = time.perf_counter()
@@ -177,7 +199,7 @@ class Engine:
         Yields one :class:`VideoResult` per video in order; a video that cannot be decoded yields
         its error and the run goes on. ``indices`` labels the results (default 0..n-1).
         """
-        self._output_fn(output)
+        self._check_output(output)
         labels = list(indices) if indices is not None else list(range(len(paths)))
         data = _DecodeDataset([os.fspath(p) for p in paths], labels, self.transform, self.threads, self.input.fps)
         loader = torch.utils.data.DataLoader(
@@ -196,14 +218,9 @@ class Engine:
             yield VideoResult(index, path, pred, None if output == "scores" else out, loaded, None)
 
     # -- internals --------------------------------------------------------------------------
-    def _output_fn(self, output: str) -> Callable[[Views], Tensor]:
-        if output == "scores":
-            return self.model.scores
-        if output == "features":
-            return self.model.forward_features
-        if output == "logits":
-            return self.model
-        raise ValueError(f"unknown engine output {output!r}; choose from {', '.join(OUTPUTS)}")
+    def _check_output(self, output: str) -> None:
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown engine output {output!r}; choose from {', '.join(OUTPUTS)}")
 
     def _prediction(self, loaded: VideoViews, view_scores: Tensor, seconds: float) -> Prediction:
         info: dict[str, Any] = {"short_video": loaded.short}
@@ -213,6 +230,25 @@ class Engine:
             video=loaded.path, scores=view_scores.mean(0), view_scores=view_scores, class_names=self.class_names,
             views=str(self.plan), precision=self.precision.name, seconds=seconds, info=info,
         )
+
+    def _onnx_view_bytes(self, onnx: OnnxModel) -> int:
+        # Sized as the eager model would be: its activations, measured on the meta device (no arithmetic).
+        spec = get_spec(self.model_name)
+        with torch.device("meta"):
+            shadow = spec.build(num_classes=onnx.num_classes, **dict(onnx.meta.arch)).eval()
+        example = view_input(spec.replace(input=self.input), device="meta")
+        return largest_activation_bytes(shadow, example)
+
+
+def _onnx_precision(precision: str | Precision, onnx: OnnxModel, device: torch.device) -> Precision:
+    """An ONNX graph runs in the precision it was exported in: ``auto`` takes it, another is an error."""
+    name = precision.name if isinstance(precision, Precision) else precision
+    if name not in ("auto", onnx.precision):
+        raise ValueError(
+            f"--precision {name}: {onnx.path} was exported in {onnx.precision} and onnxruntime runs it so "
+            f"(use --precision auto, or export again with --precision {name})"
+        )
+    return Precision(onnx.precision, device.type)
 
 
 def _identity(item: Any) -> Any:

@@ -73,6 +73,12 @@ class VideoClassifier(nn.Module):
         """The official evaluation's scores: softmax per head position, averaged over positions."""
         return self.position_logits(x).float().softmax(dim=-1).mean(dim=1)
 
+    def inference_outputs(self, x: Clip) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits, scores, features) from one pass: what `forward`, `scores` and `forward_features` give."""
+        positions = self.forward_positions(x)  # (B, P, D)
+        position_logits = self.get_classifier()(self._dropout(positions))  # (B, P, K)
+        return position_logits.mean(dim=1), position_logits.float().softmax(dim=-1).mean(dim=1), positions.mean(dim=1)
+
     # -- the classifier ---------------------------------------------------------------------
     def get_classifier(self) -> nn.Linear:
         module: nn.Module = self

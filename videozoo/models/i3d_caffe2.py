@@ -67,11 +67,12 @@ class NonLocal3d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, _, t, h, w = x.shape
         pooled = self.maxpool(x)
-        query = self.theta(x).flatten(2).transpose(1, 2)  # (B, T*H*W, inner)
-        key = self.phi(pooled).flatten(2).transpose(1, 2)  # (B, T*H/2*W/2, inner)
-        value = self.g(pooled).flatten(2).transpose(1, 2)
+        # One attention head, as a (B, 1, N, inner) axis: the 4-D form ONNX exporters translate.
+        query = self.theta(x).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, T*H*W, inner)
+        key = self.phi(pooled).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, T*H/2*W/2, inner)
+        value = self.g(pooled).flatten(2).transpose(1, 2).unsqueeze(1)
         # softmax(query key^T / sqrt(inner)) value, as the reference computes it
-        y = F.scaled_dot_product_attention(query, key, value)  # (B, T*H*W, inner)
+        y = F.scaled_dot_product_attention(query, key, value).squeeze(1)  # (B, T*H*W, inner)
         y = y.transpose(1, 2).reshape(b, self.inner, t, h, w)
         return x + self.bn(self.out(y))
 
