@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from videozoo.version import __version__
 
 _LAZY = {
     "create_model": "videozoo.models.factory",

@@ -170,7 +170,7 @@ def weights_sha256(model: str, weights: str | os.PathLike | None) -> str | None:
 
 def identity(*, model: str, weights: str | os.PathLike | None, data_sha: str, **more: Any) -> dict[str, Any]:
     """What a run's results depend on, as stored in its manifest."""
-    from videozoo import __version__
+    from videozoo.version import __version__
 
     return {
         "model": model,

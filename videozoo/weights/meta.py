@@ -30,7 +30,7 @@ _FIELDS = ("record", "model", "arch", "input", "class_names", "num_classes", "tr
 
 
 def _current_version() -> str:
-    from videozoo import __version__
+    from videozoo.version import __version__
 
     return __version__
 
