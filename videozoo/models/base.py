@@ -7,6 +7,8 @@ testing), slide that window over the feature map and average the positions. Ever
 """
 from __future__ import annotations
 
+from typing import Any
+
 from typing import TYPE_CHECKING
 
 import torch
@@ -35,6 +37,8 @@ class VideoClassifier(nn.Module):
     model_name: str | None = None
     input_config: InputConfig | None = None
     class_names: list[str] | None = None
+    #: Set by `ModelSpec.build`: the family-class arguments the model was built with.
+    arch: dict[str, Any] | None = None
 
     @classmethod
     def convert_checkpoint(cls, fmt: str, state: dict[str, Tensor], *, source: str) -> dict[str, Tensor]:
