@@ -192,7 +192,7 @@ BROKEN_RECORDS = [
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-@pytest.mark.parametrize("field,value,words", BROKEN_RECORDS, ids=[f"{f}={v!r}" for f, v, _ in BROKEN_RECORDS])
+@pytest.mark.parametrize("field,value,words", BROKEN_RECORDS, ids=[f"{f}={'(dropped)' if v is _DROP else repr(v)}" for f, v, _ in BROKEN_RECORDS])
 def test_a_broken_record_names_the_file_and_field(tmp_path, suffix, field, value, words):
     import json
 
