@@ -12,23 +12,30 @@ from videozoo.data.datasets import DatasetSpecError, load_video_list
 from videozoo.weights.checkpoint import read_checkpoint
 
 
+@pytest.fixture(scope="module")
+def caffe2_source(official_checkpoint):
+    """The official I3D Caffe2 pickle, a small clip, and the logits of the model loaded from it."""
+    src = official_checkpoint("i3d_r50_32x2")
+    x = fixture_input(load_fixture("i3d_r50_32x2"))[:, :, :8, :96, :96]  # enough to compare two loads
+    with torch.inference_mode():
+        logits = videozoo.create_model("i3d_r50_32x2", weights=str(src))(x)
+    return src, x, logits
+
+
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="reference fixtures not found")
 @pytest.mark.xdist_group("caffe2_i3d")  # the 350 MB pickle, written once
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
-def test_convert_caffe2_pickle_infers_the_model_and_keeps_outputs(tmp_path, suffix, official_checkpoint):
+def test_convert_caffe2_pickle_infers_the_model_and_keeps_outputs(tmp_path, suffix, caffe2_source):
     from videozoo.cli import main
 
-    fx = load_fixture("i3d_r50_32x2")
-    src = official_checkpoint("i3d_r50_32x2")
+    src, x, expected = caffe2_source
     dst = tmp_path / f"i3d{suffix}"
     assert main(["convert", str(src), str(dst)]) == 0
     ckpt = read_checkpoint(dst)
     assert ckpt.model_name == "i3d_r50_32x2" and len(ckpt.class_names) == 400
-    x = fixture_input(fx)[:, :, :8, :96, :96]  # a small clip is enough to compare the two loads
     with torch.inference_mode():
-        a = videozoo.create_model("i3d_r50_32x2", weights=str(src))(x)
-        b = videozoo.create_model("i3d_r50_32x2", weights=str(dst))(x)
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
+        converted = videozoo.create_model("i3d_r50_32x2", weights=str(dst))(x)
+    torch.testing.assert_close(converted, expected, rtol=0, atol=0)
 
 
 def test_converted_finetuned_checkpoint_keeps_its_architecture_clip_and_outputs(tmp_path):
