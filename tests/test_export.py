@@ -335,8 +335,11 @@ def test_full_size_export_parity(name, tmp_path):
     model, fx = _fixture_model(name, tmp_path)
     x = fixture_input(fx)
     args = _as_args(x)
-    onnx_path = videozoo.export(model, format="onnx", out=tmp_path / "m.onnx")
-    pt2_path = videozoo.export(model, format="exported-program", out=tmp_path / "m.pt2")
+    # The fixture's clip (i3d_r50_32x2's is its 224 training crop, not the 256 eval crop).
+    frames, crop = fx["input"]["shape"][2:4]
+    clip = dataclasses.replace(model.input_config, num_frames=frames, crop_size=crop)
+    onnx_path = videozoo.export(model, format="onnx", out=tmp_path / "m.onnx", clip=clip)
+    pt2_path = videozoo.export(model, format="exported-program", out=tmp_path / "m.pt2", clip=clip)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     program = load_program(pt2_path)[0].module()
     names = [i.name for i in session.get_inputs()]
@@ -349,3 +352,17 @@ def test_full_size_export_parity(name, tmp_path):
         assert _rel_err(got_onnx, ref) <= TOL and _rel_err(got_program, ref) <= TOL
         if fx["output_kind"] == "logits":
             assert _rel_err(got_onnx[0], reference) <= TOL
+
+
+@pytest.mark.slow
+def test_fp16_export_runs_in_onnxruntime_and_the_engine(small_checkpoint, video, tmp_path):
+    out = tmp_path / "half.onnx"
+    assert main(["export", "x3d_xs", "--weights", str(small_checkpoint), "--precision", "fp16", "--out", str(out)]) == 0
+    engine = videozoo.Engine.build("x3d_xs", weights=str(out), views="1x3")
+    assert engine.precision.name == "fp16" and engine.model.dtype == torch.float16
+    eager = videozoo.Engine.build("x3d_xs", weights=str(small_checkpoint), views="1x3", precision="fp32")
+    loaded = eager.load(video)
+    # fp16 keeps about 3 significant digits through the network.
+    assert _rel_err(engine.forward(loaded.views, "logits"), eager.forward(loaded.views, "logits")) <= 1e-2
+    with pytest.raises(ValueError, match="exported in fp16"):
+        videozoo.Engine.build("x3d_xs", weights=str(out), precision="fp32")
