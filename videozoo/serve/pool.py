@@ -109,6 +109,11 @@ class InferencePool:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
 
+    @property
+    def running(self) -> bool:
+        """True while a worker thread is still inside a job (after :meth:`close` timed out)."""
+        return any(t.is_alive() for t in self._threads)
+
     # -- admission --------------------------------------------------------------------------
     @property
     def in_flight(self) -> int:

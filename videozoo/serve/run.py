@@ -6,6 +6,7 @@ them), removes its temporary folder and returns 0. A model that fails to load st
 """
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -90,11 +91,16 @@ def serve(
         for s, handler in previous.items():
             signal.signal(s, handler)
         sock.close()
-    if failure:
-        _say(f"error: a model failed to load: {failure[0]}")
-        return 1
-    _say("stopped")
-    return 0
+    code = 1 if failure else 0
+    _say(f"error: a model failed to load: {failure[0]}" if failure else "stopped")
+    if pool.running:
+        # A forward pass outlived the grace period (its request was cancelled and its upload removed).
+        # Interpreter shutdown would tear down torch's threads under it and abort the process, so
+        # leave at once with the status the stop deserves.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _builder(config: ServeConfig):
