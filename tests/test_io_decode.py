@@ -1,7 +1,7 @@
 import math
-from fractions import Fraction
 import tracemalloc
 import warnings
+from fractions import Fraction
 
 import av
 import numpy as np

@@ -25,7 +25,13 @@ from videozoo.cli.main import main
 from videozoo.engine import Engine
 from videozoo.io import Frame, open_video
 from videozoo.jobs.timeline import (
-    TimelineRun, WindowFiller, WindowPlan, find_segments, smooth_scores, timeline, timeline_stream,
+    TimelineRun,
+    WindowFiller,
+    WindowPlan,
+    find_segments,
+    smooth_scores,
+    timeline,
+    timeline_stream,
 )
 
 av.logging.set_level(None)

@@ -464,7 +464,6 @@ class ClipTransform:
         self.single_view = train or self.plan.single_view
         self.clips, self.crops = self.plan.clips, self.plan.crops
         self.views = str(self.plan)
-        torchvision_recipe = cfg.resize is not None
 
         # PySlowFast/pytorchvideo spread the kept frames over the decoded window with linspace;
         # torchvision and video-nonlocal-net step through it at a fixed frame interval.

@@ -31,7 +31,7 @@ from videozoo.data.input_config import InputConfig
 from videozoo.data.plan import ViewPlan
 from videozoo.data.transforms import ClipTransform, transform_for
 from videozoo.engine.batching import choose_batch_size, largest_activation_bytes, memory_budget
-from videozoo.engine.optimize import optimize_for_inference, to_channels_last
+from videozoo.engine.optimize import optimize_for_inference
 from videozoo.engine.precision import Precision, resolve_precision
 from videozoo.engine.prediction import Prediction
 from videozoo.engine.runtime import OnnxModel, OnnxRunner, TorchRunner, resolve_backend

@@ -31,7 +31,7 @@ BatchNorm: TypeAlias = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keep_freed_memory() -> bool:
     """Make this process keep freed memory on its heap for reuse instead of handing it back.
 

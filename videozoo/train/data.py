@@ -21,11 +21,9 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from videozoo.data.datasets import VideoList
-from videozoo.io import Clip, VideoDecodeError, open_video
-from videozoo.engine.views import load_views
 from videozoo.data.input_config import InputConfig
 from videozoo.data.transforms import RandomHorizontalFlip, transform_for
-from videozoo.engine.predictor import load_views
+from videozoo.engine.views import load_views
 from videozoo.io import Clip, VideoDecodeError, open_video
 
 Views = Tensor | list[Tensor]  # (C, T, H, W) or [slow, fast] for one sample; batched with a leading B

@@ -17,8 +17,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from videozoo.data.datasets import DatasetSpecError, VideoList, load_video_list
-from videozoo.io import VideoDecodeError, open_video
 from videozoo.data.input_config import InputConfig
+from videozoo.io import VideoDecodeError, open_video
 from videozoo.models.base import VideoClassifier
 from videozoo.models.registry import get_spec
 from videozoo.models.spec import ModelSpec
