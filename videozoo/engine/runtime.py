@@ -146,7 +146,7 @@ class OnnxModel:
     def run(self, views: Views, output: str) -> Tensor:
         """One micro-batch through the session: (B, K) or (B, D) float32 on the CPU."""
         parts = views if isinstance(views, list) else [views]
-        feed = {name: t.detach().to("cpu", self.dtype).contiguous().numpy() for name, t in zip(self.input_names, parts)}
+        feed = {name: t.detach().to("cpu", self.dtype).contiguous().numpy() for name, t in zip(self.input_names, parts, strict=False)}
         n = len(parts[0])
         if self.static_batch is not None and n != self.static_batch:
             return self._run_static(parts, output, self.static_batch)
@@ -162,7 +162,7 @@ class OnnxModel:
             got = len(chunk[0])
             if got < b:
                 chunk = [torch.cat([c, c[-1:].expand(b - got, *c.shape[1:])]) for c in chunk]
-            feed = {name: c.to(self.dtype).contiguous().numpy() for name, c in zip(self.input_names, chunk)}
+            feed = {name: c.to(self.dtype).contiguous().numpy() for name, c in zip(self.input_names, chunk, strict=False)}
             outs.append(torch.from_numpy(self.session.run([output], feed)[0]).float()[:got])
         return torch.cat(outs)
 

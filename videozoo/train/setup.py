@@ -63,7 +63,7 @@ def check_readable(videos: VideoList, class_names: list[str], *, enabled_log: bo
     """
     paths = [item.path for item in videos.items]
     with ThreadPoolExecutor(max_workers=min(8, max(len(paths), 1))) as pool:
-        reasons = dict(zip(paths, pool.map(_unreadable, paths)))
+        reasons = dict(zip(paths, pool.map(_unreadable, paths), strict=True))
     bad = {p: r for p, r in reasons.items() if r is not None}
     if not bad:
         return
