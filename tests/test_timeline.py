@@ -129,7 +129,7 @@ def mixed_scores(bounds, labels, k, t_end, window, stride):
     edges = [0.0, *bounds, t_end]
     for s in starts:
         p = np.full(k, 0.02)
-        for lab, a, b in zip(labels, edges, edges[1:], strict=True):
+        for lab, a, b in zip(labels, edges[:-1], edges[1:], strict=True):
             p[lab] += max(0.0, min(b, s + window) - max(a, s)) / window
         p += rng.uniform(0, 0.05, k)
         rows.append(p / p.sum())
