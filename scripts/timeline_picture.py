@@ -45,7 +45,7 @@ def main() -> int:
     for s in result.segments:
         print(f"{s.start:6.2f} {s.end:6.2f}  {s.label:12s} {s.score:.2f}")
     if len(result.segments) == len(CLASSES):
-        errors = [abs(s.start - t) for s, t in zip(result.segments[1:], truth)]
+        errors = [abs(s.start - t) for s, t in zip(result.segments[1:], truth, strict=True)]
         print("boundary errors (s):", ", ".join(f"{e:.2f}" for e in errors))
     print(f"wrote {args.out}")
     return 0

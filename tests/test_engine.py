@@ -10,8 +10,7 @@ import torch
 import videozoo
 from videogen import make_video
 from videozoo.data.plan import ViewPlan, ViewPlanError
-from videozoo.engine import Engine, resolve_device, resolve_precision
-from videozoo.engine import precision as precision_mod
+from videozoo.engine import Engine, precision as precision_mod, resolve_device, resolve_precision
 
 MODEL = "x3d_xs"
 

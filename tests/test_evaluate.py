@@ -1,10 +1,10 @@
 """Predict and evaluate end to end on generated videos with deterministic weights."""
 import dataclasses
 import json
-import warnings
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest

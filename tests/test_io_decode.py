@@ -1,7 +1,7 @@
 import math
-from fractions import Fraction
 import tracemalloc
 import warnings
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -116,7 +116,7 @@ def test_get_clip_matches_full_decode(videos, name):
             clip = v.get_clip(s, e)
             assert_clip_exact(clip, ref, s, e)
         clips = v.get_clips(windows)
-        for (s, e), clip in zip(windows, clips):
+        for (s, e), clip in zip(windows, clips, strict=True):
             assert_clip_exact(clip, ref, s, e)
 
 
@@ -153,7 +153,7 @@ def test_get_clips_is_one_pass(three_sec):
         singles = [v.get_clip(s, e) for s, e in windows]
         separate = v.stats.frames_decoded
     assert separate >= 3 * one_pass  # the per-window way really costs more
-    for a, b in zip(clips, singles):
+    for a, b in zip(clips, singles, strict=True):
         assert torch.equal(a.frames, b.frames)
         assert torch.equal(a.pts_sec, b.pts_sec)
     assert [c.num_frames for c in clips] == [30] * 10
@@ -177,7 +177,7 @@ def test_get_clips_seeks_across_large_gaps(tmp_path):
         clips = v.get_clips(windows)
         assert v.stats.passes == 2
         assert v.stats.frames_decoded < 150  # the 17 s between were skipped
-    for (s, e), c in zip(windows, clips):
+    for (s, e), c in zip(windows, clips, strict=True):
         assert_clip_exact(c, ref, s, e)
 
 

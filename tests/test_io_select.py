@@ -55,7 +55,7 @@ def test_selected_frames_equal_full_clips(sources, name, select):
         v.stats.reset()
         part = v.get_clips(WINDOWS, select=select)
         stats = v.stats
-    for i, (f, p) in enumerate(zip(full, part)):
+    for i, (f, p) in enumerate(zip(full, part, strict=True)):
         pos = select(i, f.pts_sec)
         assert p.frames.dtype == torch.uint8 and p.frames.is_contiguous()
         assert torch.equal(p.frames, f.frames[:, pos])  # exact bytes

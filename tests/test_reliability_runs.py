@@ -352,10 +352,11 @@ def test_a_full_disk_stops_cleanly_keeping_every_finished_record(weights, datase
 
 
 def test_a_full_disk_while_checkpointing_keeps_the_last_checkpoint(synth, tmp_path, monkeypatch):
+    import argparse
+
     import videozoo.train.loop as loop
     from videozoo.train import TrainConfig, train
     from videozoo.train.config import add_cli_arguments, config_from_args
-    import argparse
 
     argv = _train_argv(synth, tmp_path / "t")[1:]
     cfg = config_from_args(add_cli_arguments(argparse.ArgumentParser()).parse_args(argv))

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -128,7 +127,7 @@ def assert_same_entry(got: dict, want: dict, tol: float = 1e-4) -> None:
             continue
         assert got[key] == want[key], key
     assert [(r["label"], r["index"]) for r in got["top_k"]] == [(r["label"], r["index"]) for r in want["top_k"]]
-    for a, b in zip(got["top_k"], want["top_k"]):
+    for a, b in zip(got["top_k"], want["top_k"], strict=True):
         assert abs(a["probability"] - b["probability"]) <= tol
 
 
@@ -291,13 +290,13 @@ def test_timeline_equals_the_cli(server, weights, long_video, tmp_path):
     for key in ("video", "model", "fps", "duration", "window", "stride", "precision"):
         assert got[key] == want[key], key
     assert len(got["windows"]) == len(want["windows"]) >= 4
-    for a, b in zip(got["windows"], want["windows"]):
+    for a, b in zip(got["windows"], want["windows"], strict=True):
         assert {k: v for k, v in a.items() if k != "top_k"} == {k: v for k, v in b.items() if k != "top_k"}
         assert [x["label"] for x in a["top_k"]] == [x["label"] for x in b["top_k"]]
-        assert all(abs(x["probability"] - y["probability"]) <= 1e-4 for x, y in zip(a["top_k"], b["top_k"]))
+        assert all(abs(x["probability"] - y["probability"]) <= 1e-4 for x, y in zip(a["top_k"], b["top_k"], strict=True))
     assert [(s["label"], s["start"], s["end"]) for s in got["segments"]] == \
         [(s["label"], s["start"], s["end"]) for s in want["segments"]]
-    assert all(abs(a["score"] - b["score"]) <= 1e-4 for a, b in zip(got["segments"], want["segments"]))
+    assert all(abs(a["score"] - b["score"]) <= 1e-4 for a, b in zip(got["segments"], want["segments"], strict=True))
     assert_healthy(server)
 
 
@@ -413,7 +412,7 @@ def test_eight_concurrent_uploads_all_answer_correctly(server, engine, videos):
 
     with ThreadPoolExecutor(8) as ex:
         replies = list(ex.map(one, videos))
-    for video, r in zip(videos, replies):
+    for video, r in zip(videos, replies, strict=True):
         assert r.status_code == 200, r.text
         want = engine.predict(video).entry(MODEL, top_k=3)
         want["video"] = video.name

@@ -84,7 +84,7 @@ def test_videos_decode_to_what_was_rendered(dataset):
 def test_opposite_class_is_exact_time_reversal(name):
     forward = synth.render_video(name, 11, size=SIZE, num_frames=FRAMES)
     backward = synth.render_video(synth.OPPOSITE[name], 11, size=SIZE, num_frames=FRAMES)
-    for a, b in zip(forward, backward):
+    for a, b in zip(forward, backward, strict=True):
         np.testing.assert_array_equal(a, b[::-1])
 
 

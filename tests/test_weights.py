@@ -1,7 +1,6 @@
 """Checkpoint safety, strict loading, format round trips and the download cache."""
 import hashlib
 import http.server
-import os
 import pickle
 import threading
 from pathlib import Path
@@ -10,12 +9,12 @@ import pytest
 import torch
 
 import videozoo
-from videozoo.weights.sources import WeightSource
 from videozoo.models.registry import get_spec
 from videozoo.weights import hub
 from videozoo.weights.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from videozoo.weights.meta import CheckpointMeta
 from videozoo.weights.safe_pickle import UnsafePickleError
+from videozoo.weights.sources import WeightSource
 
 SMALL = "mc3_18"  # the smallest full model with a plain torchvision state dict (11.7M parameters)
 

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from videozoo.jobs.evaluate import EvalConfig, evaluate
-from videozoo.engine import Engine
 from videozoo.data.synth import make_dataset
+from videozoo.engine import Engine
+from videozoo.jobs.evaluate import EvalConfig, evaluate
 from videozoo.train import train
 from videozoo.train.config import TrainConfig
 

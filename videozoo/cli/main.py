@@ -167,7 +167,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for name in names:
         get_spec(name)  # an unknown name fails now, with the registry's message
     config = ServeConfig(
-        models=tuple(ServedModel(n, w) for n, w in zip(names, weights)), workers=args.workers,
+        models=tuple(ServedModel(n, w) for n, w in zip(names, weights, strict=True)), workers=args.workers,
         max_queue=args.max_queue, max_upload_mb=args.max_upload_mb, precision=args.precision, device=args.device,
         views=str(args.views), threads=args.threads,
     )

@@ -145,7 +145,7 @@ def load_video_list(spec: str | os.PathLike, *, classes: list[str] | None = None
         why = f"; {_problems(path, 'row(s) left out', skipped)}" if skipped else ""
         raise DatasetSpecError(f"{path}: the dataset holds no videos{why}")
     labels, classes = _map_labels(names, classes, str(path))
-    items = [VideoItem(p, lab, n) for p, lab, n in zip(paths, labels, names)]
+    items = [VideoItem(p, lab, n) for p, lab, n in zip(paths, labels, names, strict=True)]
     return VideoList(items, list(classes), str(path), [f"{path}: {s}" for s in skipped])
 
 

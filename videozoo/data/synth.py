@@ -25,12 +25,13 @@ import json
 import math
 import os
 import zlib
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import av
 import numpy as np

@@ -464,7 +464,6 @@ class ClipTransform:
         self.single_view = train or self.plan.single_view
         self.clips, self.crops = self.plan.clips, self.plan.crops
         self.views = str(self.plan)
-        torchvision_recipe = cfg.resize is not None
 
         # PySlowFast/pytorchvideo spread the kept frames over the decoded window with linspace;
         # torchvision and video-nonlocal-net step through it at a fixed frame interval.
@@ -580,7 +579,7 @@ class ClipTransform:
 
 def transform_for(
     model: InputConfig | Any,
-    views: str | tuple[int, int] = "1x1",
+    views: str | ViewPlan | tuple[int, int] = "1x1",
     train: bool = False,
     *,
     generator: torch.Generator | None = None,
@@ -590,7 +589,7 @@ def transform_for(
     ``model`` is an ``InputConfig`` or anything carrying one as ``.input`` (a registry entry);
     :func:`videozoo.transform_for` also takes a registry name. ``views`` is ``"1x1"`` (the model
     cards' single centred clip and centre crop), ``"10x3"``, any ``"NxK"`` with K in {1, 3}, a
-    ``(clips, crops)`` pair, or ``"published"`` for the views the model's accuracy was measured
+    ``(clips, crops)`` pair, a :class:`~videozoo.data.plan.ViewPlan`, or ``"published"`` for the views the model's accuracy was measured
     with. Training transforms draw from ``generator``.
     """
     cfg = model if isinstance(model, InputConfig) else model.input

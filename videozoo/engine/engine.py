@@ -31,7 +31,7 @@ from videozoo.data.input_config import InputConfig
 from videozoo.data.plan import ViewPlan
 from videozoo.data.transforms import ClipTransform, transform_for
 from videozoo.engine.batching import choose_batch_size, largest_activation_bytes, memory_budget
-from videozoo.engine.optimize import optimize_for_inference, to_channels_last
+from videozoo.engine.optimize import optimize_for_inference
 from videozoo.engine.precision import Precision, resolve_precision
 from videozoo.engine.prediction import Prediction
 from videozoo.engine.runtime import OnnxModel, OnnxRunner, TorchRunner, resolve_backend
@@ -113,7 +113,7 @@ class Engine:
         if isinstance(model, OnnxModel):
             self.precision = _onnx_precision(precision, model, self.device)
             self.runner: TorchRunner | OnnxRunner = OnnxRunner(model)
-            self.model = model
+            self.model: VideoClassifier | OnnxModel = model
             self.view_bytes = self._onnx_view_bytes(model)
         else:
             # Checked now, so a bad precision fails before any video is decoded.
@@ -147,6 +147,7 @@ class Engine:
 
         if resolve_backend(backend, weights) == "onnxruntime":
             get_spec(name)  # an unknown name fails here, before the file is read
+            assert weights is not None  # resolve_backend picks onnxruntime only for a file
             onnx = OnnxModel(weights, device=resolve_device(kwargs.get("device", "cpu")))
             if onnx.model_name != name:
                 raise ValueError(f"{weights}: holds an export of {onnx.model_name!r}, not {name!r} (--model {onnx.model_name})")

@@ -16,6 +16,7 @@ import functools
 import os
 import sys
 from collections.abc import Iterator
+from typing import TypeAlias, TypeVar, cast
 
 import torch
 import torch.nn as nn
@@ -23,8 +24,14 @@ import torch.nn as nn
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+Conv: TypeAlias = nn.Conv1d | nn.Conv2d | nn.Conv3d
+BatchNorm: TypeAlias = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def keep_freed_memory() -> bool:
     """Make this process keep freed memory on its heap for reuse instead of handing it back.
 
@@ -72,7 +79,7 @@ def shape_passes(model: nn.Module, example) -> Iterator[tuple[nn.Module, object]
     yield model, example
 
 
-def _conv_bn_pairs(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module]]:
+def _conv_bn_pairs(model: nn.Module, example) -> list[tuple[Conv, BatchNorm]]:
     """(conv, bn) pairs where the BatchNorm's input is exactly that convolution's output."""
     for runner, x in shape_passes(model, example):
         try:
@@ -83,32 +90,31 @@ def _conv_bn_pairs(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module
             return found
         name = {m: n for n, m in runner.named_modules()}
         real = dict(model.named_modules())
-        return [(real[name[conv]], real[name[bn]]) for conv, bn in found]
+        # The twin is a deep copy: the module of the same name in ``model`` has the same type.
+        return [(cast(Conv, real[name[conv]]), cast(BatchNorm, real[name[bn]])) for conv, bn in found]
     raise RuntimeError(f"{type(model).__name__}: cannot run an example to find its conv -> BatchNorm pairs")
 
 
-def _trace_conv_bn(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module]]:
+def _trace_conv_bn(model: nn.Module, example) -> list[tuple[Conv, BatchNorm]]:
     """Run ``example`` once: every convolution output is remembered (kept alive, so its identity
     cannot be reused) and each BatchNorm checks whether its input is one of them."""
-    produced: dict[int, nn.Module] = {}
+    produced: dict[int, Conv] = {}
     alive: list[torch.Tensor] = []
-    pairs: dict[nn.Module, nn.Module] = {}
-    conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    bn_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+    pairs: dict[BatchNorm, Conv] = {}
 
-    def after_conv(mod, inp, out):
+    def after_conv(mod: Conv, inp, out):
         produced[id(out)] = mod
         alive.append(out)
 
-    def before_bn(mod, inp):
+    def before_bn(mod: BatchNorm, inp):
         conv = produced.get(id(inp[0]))
         if conv is not None:
             pairs.setdefault(mod, conv)
 
     handles = [
-        m.register_forward_hook(after_conv) if isinstance(m, conv_types) else m.register_forward_pre_hook(before_bn)
+        m.register_forward_hook(after_conv) if isinstance(m, _CONV_TYPES) else m.register_forward_pre_hook(before_bn)
         for m in model.modules()
-        if isinstance(m, conv_types + bn_types)
+        if isinstance(m, _CONV_TYPES + _BN_TYPES)
     ]
     try:
         with torch.no_grad():
@@ -117,7 +123,7 @@ def _trace_conv_bn(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module
         for h in handles:
             h.remove()
     # A convolution whose output feeds two BatchNorms cannot absorb both.
-    uses: dict[nn.Module, int] = {}
+    uses: dict[Conv, int] = {}
     for conv in pairs.values():
         uses[conv] = uses.get(conv, 0) + 1
     return [(conv, bn) for bn, conv in pairs.items() if uses[conv] == 1]
@@ -128,9 +134,10 @@ def fold_batchnorm(model: nn.Module, example) -> int:
     if model.training:
         raise ValueError("BatchNorm folding is for eval mode: call model.eval() first")
     pairs = _conv_bn_pairs(model, example)
-    replaced = {}
+    replaced: dict[nn.Module, nn.Module] = {}
     for conv, bn in pairs:
-        if not bn.track_running_stats or bn.running_var is None:
+        # running_mean and running_var are both set or both None (track_running_stats=False).
+        if not bn.track_running_stats or bn.running_var is None or bn.running_mean is None:
             continue
         with torch.no_grad():
             scale = torch.rsqrt(bn.running_var.double() + bn.eps)
@@ -163,8 +170,8 @@ def to_channels_last(x):
 
 
 def optimize_for_inference(
-    model: nn.Module, example, *, fold_bn: bool = True, channels_last: bool = True, inplace: bool = False
-) -> nn.Module:
+    model: ModuleT, example, *, fold_bn: bool = True, channels_last: bool = True, inplace: bool = False
+) -> ModuleT:
     """An eval-mode copy of `model` with BatchNorm folded and weights in channels-last layout.
 
     `example` is a small input of the model's expected shape, used once to find conv->BN pairs.

@@ -23,7 +23,7 @@ class EmulatedPrecisionWarning(UserWarning):
     """The chosen precision is emulated by this hardware, so it is slower than fp32."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_has_bf16() -> bool:
     """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
     try:
@@ -79,7 +79,7 @@ def resolve_precision(precision: str | Precision, device: torch.device | str, *,
     return Precision(precision, device.type)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def emulated_bf16_slowdown() -> float:
     """How many times slower a bf16 convolution runs than fp32 on this CPU (a ~0.5 s measurement)."""
     conv = torch.nn.Conv3d(32, 32, (1, 3, 3), padding=(0, 1, 1), bias=False)

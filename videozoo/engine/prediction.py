@@ -29,7 +29,7 @@ class Prediction:
         probs, idx = self.scores.topk(min(k, self.scores.numel()))
         return [
             {"label": self.label(i), "index": int(i), "probability": float(p)}
-            for p, i in zip(probs.tolist(), idx.tolist())
+            for p, i in zip(probs.tolist(), idx.tolist(), strict=True)
         ]
 
     def entry(self, model: str, top_k: int = 5) -> dict[str, Any]:

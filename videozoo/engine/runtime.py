@@ -16,6 +16,7 @@ The engine hands each micro-batch of views to a runner and gets float32 CPU tens
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from torch import Tensor
 from videozoo.data.input_config import InputConfig
 from videozoo.engine.optimize import to_channels_last
 from videozoo.engine.precision import Precision
+from videozoo.models.base import VideoClassifier
 from videozoo.models.registry import get_spec
 from videozoo.weights.errors import CheckpointError
 from videozoo.weights.meta import CheckpointMeta
@@ -76,11 +78,16 @@ class TorchRunner:
 
     backend = "torch"
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, precision: Precision):
+    def __init__(self, model: VideoClassifier, device: torch.device, precision: Precision):
         self.model, self.device, self.precision = model, device, precision
 
     def __call__(self, views: Views, output: str) -> Tensor:
-        fn = {"scores": self.model.scores, "features": self.model.forward_features, "logits": self.model}[output]
+        fns: dict[str, Callable[[Views], Tensor]] = {
+            "scores": self.model.scores,
+            "features": self.model.forward_features,
+            "logits": self.model,
+        }
+        fn = fns[output]
         if isinstance(views, list):
             x: Views = [v.to(self.device, non_blocking=True) for v in views]
         else:
@@ -139,23 +146,23 @@ class OnnxModel:
     def run(self, views: Views, output: str) -> Tensor:
         """One micro-batch through the session: (B, K) or (B, D) float32 on the CPU."""
         parts = views if isinstance(views, list) else [views]
-        feed = {name: t.detach().to("cpu", self.dtype).contiguous().numpy() for name, t in zip(self.input_names, parts)}
+        feed = {name: t.detach().to("cpu", self.dtype).contiguous().numpy() for name, t in zip(self.input_names, parts, strict=False)}
         n = len(parts[0])
         if self.static_batch is not None and n != self.static_batch:
-            return self._run_static(parts, output)
+            return self._run_static(parts, output, self.static_batch)
         (out,) = self.session.run([output], feed)
         return torch.from_numpy(out).float()
 
-    def _run_static(self, parts: list[Tensor], output: str) -> Tensor:
+    def _run_static(self, parts: list[Tensor], output: str, b: int) -> Tensor:
         # A file exported with --batch N takes exactly N views: pad the last micro-batch.
-        b, n = self.static_batch, len(parts[0])
+        n = len(parts[0])
         outs = []
         for start in range(0, n, b):
             chunk = [p[start : start + b] for p in parts]
             got = len(chunk[0])
             if got < b:
                 chunk = [torch.cat([c, c[-1:].expand(b - got, *c.shape[1:])]) for c in chunk]
-            feed = {name: c.to(self.dtype).contiguous().numpy() for name, c in zip(self.input_names, chunk)}
+            feed = {name: c.to(self.dtype).contiguous().numpy() for name, c in zip(self.input_names, chunk, strict=False)}
             outs.append(torch.from_numpy(self.session.run([output], feed)[0]).float()[:got])
         return torch.cat(outs)
 

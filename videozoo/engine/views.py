@@ -15,7 +15,7 @@ from torch import Tensor
 
 from videozoo.data.sampling import ClipWindow
 from videozoo.data.transforms import ClipTransform
-from videozoo.io import open_video
+from videozoo.io import VideoDecodeError, open_video
 
 Views = Tensor | list[Tensor]  # (V, C, T, H, W), or [slow, fast] for two-pathway models
 
@@ -51,6 +51,8 @@ def load_views(
     """
     t0 = time.perf_counter()
     with open_video(path, threads=threads, fps=frame_fps if frame_fps is not None else transform.input.fps) as video:
+        if video.duration is None:  # a stream whose header gives no length: its clips cannot be placed
+            raise VideoDecodeError(path, "the video's duration is unknown (neither stream nor container records it)")
         windows = transform.windows(video.duration, video_fps=video.fps, video_frames=getattr(video, "num_frames", None))
         video_fps = video.fps
 

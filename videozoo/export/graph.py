@@ -32,7 +32,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 def _named(outputs: tuple[Tensor, Tensor, Tensor]) -> dict[str, Tensor]:
-    return dict(zip(OUTPUT_NAMES, outputs))
+    return dict(zip(OUTPUT_NAMES, outputs, strict=True))
 
 
 class OnePathwayGraph(nn.Module):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ class _Held:
     def __init__(self, t: float, payload) -> None:
         self.t = t
         self.payload = payload
-        self.rgb: Optional[np.ndarray] = None
+        self.rgb: np.ndarray | None = None
 
 
 class Video:
@@ -82,8 +82,8 @@ class Video:
     fps: float
     width: int  # after rotation
     height: int  # after rotation
-    duration: Optional[float]
-    num_frames: Optional[int] = None
+    duration: float | None
+    num_frames: int | None = None
     seekable = True
     _rotation_k = 0  # counterclockwise quarter turns applied to every frame
 
@@ -95,14 +95,14 @@ class Video:
 
     # -- public API ---------------------------------------------------------
 
-    def get_clip(self, start_sec: float, end_sec: float, *, select: Optional[Select] = None) -> Clip:
+    def get_clip(self, start_sec: float, end_sec: float, *, select: Select | None = None) -> Clip:
         """Frames whose timestamps fall in ``[start_sec, end_sec)``.
 
         ``select`` is as for :meth:`get_clips` (called with window index 0).
         """
         return self.get_clips([(start_sec, end_sec)], select=select)[0]
 
-    def get_clips(self, windows: Sequence[Tuple[float, float]], *, select: Optional[Select] = None) -> List[Clip]:
+    def get_clips(self, windows: Sequence[tuple[float, float]], *, select: Select | None = None) -> list[Clip]:
         """One clip per ``(start_sec, end_sec)`` window, in the given order.
 
         Windows are decoded in forward passes: one seek to the keyframe
@@ -129,14 +129,14 @@ class Video:
         if select is not None and not callable(select):
             raise TypeError(f"select must be a function (window_index, pts_sec) -> positions, got {select!r}")
         order = sorted(wins, key=lambda w: (w.start, w.end))
-        runs: List[List[_Window]] = []
+        runs: list[list[_Window]] = []
         for w in order:
             if runs and w.start - max(x.end for x in runs[-1]) <= self.seek_gap_sec:
                 runs[-1].append(w)
             else:
                 runs.append([w])
-        clips: List[Optional[Clip]] = [None] * len(wins)
-        lost_total: List[LostFrame] = []
+        clips: list[Clip | None] = [None] * len(wins)
+        lost_total: list[LostFrame] = []
         for run in runs:
             for w, clip in self._decode_run(run, select):
                 clips[w.index] = clip
@@ -149,9 +149,9 @@ class Video:
         """Every frame of the video from a plain sequential decode."""
         self._check_open()
         self._check_seekable("it is not decoded whole; read its frames with frames()")
-        frames: List[np.ndarray] = []
-        pts: List[float] = []
-        lost: List[LostFrame] = []
+        frames: list[np.ndarray] = []
+        pts: list[float] = []
+        lost: list[LostFrame] = []
         for item in self._read(None):
             if isinstance(item, LostFrame):
                 lost.append(item)
@@ -173,7 +173,7 @@ class Video:
             self._warn_lost(lost, "")
         return clip
 
-    def frames(self, *, select: Optional[FrameSelect] = None) -> Iterator[Frame]:
+    def frames(self, *, select: FrameSelect | None = None) -> Iterator[Frame]:
         """The frames in decoding order from the start, never seeking.
 
         Yields :class:`Frame` objects, converted to RGB only when their
@@ -194,7 +194,7 @@ class Video:
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self) -> "Video":
+    def __enter__(self) -> Video:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -213,7 +213,7 @@ class Video:
 
     # -- backend hooks ------------------------------------------------------
 
-    def _iter_frames(self, start_sec: Optional[float]) -> Iterator:
+    def _iter_frames(self, start_sec: float | None) -> Iterator:
         """Yield ``(pts_sec, payload)`` / :class:`LostFrame` from a position
         whose first frame is at or before ``start_sec`` (or the stream start
         when ``start_sec`` is None or no such position exists)."""
@@ -249,7 +249,7 @@ class Video:
             raise VideoDecodeError(self.path, f"window {i} [{s}, {e}) ends before the video starts")
         return _Window(i, s, e)
 
-    def _check_complete(self, last_t: float, lost: List[LostFrame]) -> None:
+    def _check_complete(self, last_t: float, lost: list[LostFrame]) -> None:
         """Report a stream that stopped before its declared duration."""
         if self.duration is not None and last_t + self._frame_interval() * 1.5 < self.duration - 1e-6:
             lost.append(self._ended_early(last_t, self.duration, last_t))
@@ -269,7 +269,7 @@ class Video:
     def _frame_interval(self) -> float:
         return 1.0 / self.fps if self.fps and self.fps > 0 else 0.04
 
-    def _warn_lost(self, lost: List[LostFrame], where: str) -> None:
+    def _warn_lost(self, lost: list[LostFrame], where: str) -> None:
         n = sum(x.count for x in lost)
         more = ", ..." if len(lost) > 1 else ""
         warnings.warn(f"{self.path}: {n} frame(s) damaged or missing {where}({lost[0].reason}{more})",
@@ -277,15 +277,15 @@ class Video:
 
     # -- sequential frames --------------------------------------------------
 
-    def _read(self, start_sec: Optional[float]) -> Iterator:
+    def _read(self, start_sec: float | None) -> Iterator:
         self._reads += 1
         return self._iter_frames(start_sec)
 
-    def _frames(self, select: Optional[FrameSelect]) -> Iterator[Frame]:
+    def _frames(self, select: FrameSelect | None) -> Iterator[Frame]:
         items = self._read(None)
         read = self._reads
-        lost_all: List[LostFrame] = []
-        lost: List[LostFrame] = []  # reported since the last frame yielded
+        lost_all: list[LostFrame] = []
+        lost: list[LostFrame] = []  # reported since the last frame yielded
         index = 0
         last_t = -math.inf
         for item in items:
@@ -317,7 +317,7 @@ class Video:
 
     # -- windows: one forward pass ------------------------------------------
 
-    def _decode_run(self, run: List[_Window], select: Optional[Select]) -> Iterator[Tuple[_Window, Clip]]:
+    def _decode_run(self, run: list[_Window], select: Select | None) -> Iterator[tuple[_Window, Clip]]:
         """Decode one forward pass covering ``run`` (sorted by start)."""
         self.stats.passes += 1
         first = run[0].start
@@ -327,8 +327,8 @@ class Video:
         # window to complete and covers only the selected frames.
         eager = select is None
         # Decoded frames still needed by an unfinished window, in decoding order.
-        held: List[_Held] = []
-        lost: List[LostFrame] = []
+        held: list[_Held] = []
+        lost: list[LostFrame] = []
         pending = list(run)
         last_t = -math.inf
         for item in self._read(first if first > 0 else None):
@@ -371,7 +371,7 @@ class Video:
             self.stats.frames_converted += 1
         return entry.rgb
 
-    def _window_clip(self, w: _Window, held: List[_Held], lost: List[LostFrame], select: Optional[Select]) -> Clip:
+    def _window_clip(self, w: _Window, held: list[_Held], lost: list[LostFrame], select: Select | None) -> Clip:
         # Stable sort: the window's frames by presentation time.
         sel = sorted((x for x in held if w.start <= x.t < w.end), key=lambda x: x.t)
         lost_here = [x for x in lost if x.span[0] < w.end and x.span[1] > w.start]
@@ -390,7 +390,7 @@ class Video:
             window_pts_sec=window_pts if select is not None else pts,
         )
 
-    def _positions(self, select: Select, w: _Window, window_pts: torch.Tensor) -> List[int]:
+    def _positions(self, select: Select, w: _Window, window_pts: torch.Tensor) -> list[int]:
         """Validated positions returned by ``select`` for window ``w``."""
         n = int(window_pts.numel())
         where = f"window {w.index} [{w.start}, {w.end})"
@@ -409,7 +409,7 @@ class Video:
                              f"which holds {n} decoded frame(s) (positions 0..{n - 1})")
         return pos.tolist()
 
-    def _stack(self, frames: List[np.ndarray]) -> torch.Tensor:
+    def _stack(self, frames: list[np.ndarray]) -> torch.Tensor:
         """Planar ``(3, H, W)`` frames -> ``(3, T, H', W')`` uint8, rotated."""
         if not frames:
             return torch.empty((3, 0, self.height, self.width), dtype=torch.uint8)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -21,14 +22,14 @@ class LostFrame:
         picture) and it is included in the clip; False when it is absent.
     """
 
-    pts_sec: Optional[float]
+    pts_sec: float | None
     count: int
     reason: str
     kept: bool = False
     # Span [start, end) of stream time the entry covers, for matching it to
     # windows; for unknown positions it covers everything after the last
     # good frame.
-    span: Tuple[float, float] = field(default=(0.0, math.inf), repr=False, compare=False)
+    span: tuple[float, float] = field(default=(0.0, math.inf), repr=False, compare=False)
 
 
 @dataclass
@@ -49,8 +50,8 @@ class Clip:
     pts_sec: torch.Tensor
     start_sec: float
     end_sec: float
-    lost: List[LostFrame] = field(default_factory=list)
-    window_pts_sec: Optional[torch.Tensor] = None
+    lost: list[LostFrame] = field(default_factory=list)
+    window_pts_sec: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.window_pts_sec is None:
@@ -76,13 +77,13 @@ class Frame:
 
     __slots__ = ("index", "pts_sec", "lost", "_payload", "_rgb", "_convert")
 
-    def __init__(self, index: int, pts_sec: float, lost: List[LostFrame], payload: Any,
+    def __init__(self, index: int, pts_sec: float, lost: list[LostFrame], payload: Any,
                  convert: Callable[[Any], torch.Tensor]) -> None:
         self.index = index
         self.pts_sec = pts_sec
         self.lost = lost
         self._payload = payload
-        self._rgb: Optional[torch.Tensor] = None
+        self._rgb: torch.Tensor | None = None
         self._convert = convert
 
     def rgb(self) -> torch.Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
 
 
 class VideoDecodeError(RuntimeError):
@@ -14,7 +13,7 @@ class VideoDecodeError(RuntimeError):
     them without parsing text.
     """
 
-    def __init__(self, path: Union[str, os.PathLike, None], reason: str):
+    def __init__(self, path: str | os.PathLike | None, reason: str):
         self.path = None if path is None else os.fspath(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
@@ -26,5 +25,5 @@ class DamagedVideoWarning(UserWarning):
 
 def describe(exc: BaseException) -> str:
     """Short reason text for an exception coming from PyAV / FFmpeg / OS."""
-    msg: Optional[str] = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    msg: str | None = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {msg}"

@@ -16,8 +16,8 @@ import math
 import os
 import re
 from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from .base import Video, planar_rgb
 from .clip import LostFrame
 from .errors import VideoDecodeError, describe
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_FOLDER_FPS = 30.0
@@ -42,7 +42,7 @@ class FramePattern:
     width: int
     suffix: str
 
-    def number(self, name: str) -> Optional[int]:
+    def number(self, name: str) -> int | None:
         """The frame number of ``name``, or None when it does not follow the pattern."""
         m = _NAME_RE.match(name)
         if m is None or m.group(1) != self.prefix or m.group(3) != self.suffix:
@@ -61,7 +61,7 @@ class FramePattern:
         return f"{self.prefix}%{f'0{self.width}' if self.width else ''}d{self.suffix}"
 
 
-def find_pattern(names: Iterable[str]) -> Optional[Tuple[FramePattern, Dict[int, str]]]:
+def find_pattern(names: Iterable[str]) -> tuple[FramePattern, dict[int, str]] | None:
     """The numbering pattern most of ``names`` follow and its frames
     ``{number: name}``; None when no image name holds a number.
 
@@ -70,7 +70,7 @@ def find_pattern(names: Iterable[str]) -> Optional[Tuple[FramePattern, Dict[int,
     the listing order.
     """
     # (prefix, suffix) -> [(digits, name)]
-    groups: Dict[Tuple[str, str], List[Tuple[str, str]]] = {}
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for name in sorted(names):
         if not name.lower().endswith(IMAGE_EXTS):
             continue
@@ -106,7 +106,7 @@ class FrameFolderVideo(Video):
 
     backend = "frames"
 
-    def __init__(self, path: PathLike, *, fps: Optional[float] = None):
+    def __init__(self, path: PathLike, *, fps: float | None = None):
         super().__init__()
         import av
 
@@ -128,7 +128,7 @@ class FrameFolderVideo(Video):
                                    f"found {', '.join(images[:3])}{', ...' if len(images) > 3 else ''}")
         self._pattern, by_number = found
         self.pattern = str(self._pattern)
-        self.numbers: List[int] = sorted(by_number)
+        self.numbers: list[int] = sorted(by_number)
         self.files = [os.path.join(self.path, by_number[n]) for n in self.numbers]
         names = set(by_number.values())
         self.ignored = [n for n in listing if n not in names]
@@ -159,7 +159,7 @@ class FrameFolderVideo(Video):
     def _time(self, number: int) -> float:
         return (number - self._first) / self.fps
 
-    def _iter_frames(self, start_sec: Optional[float]) -> Iterator:
+    def _iter_frames(self, start_sec: float | None) -> Iterator:
         self._check_open()
         nums = self.numbers
         pos = 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
 
 from .base import Video
 from .errors import VideoDecodeError
@@ -13,7 +12,7 @@ from .source import source_kind
 from .stream import DEFAULT_STREAM_TIMEOUT_SEC, StreamVideo
 from .torchcodec import TorchCodecVideo, torchcodec_available
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 BACKENDS = ("pyav", "torchcodec", "auto")
 
 
@@ -21,10 +20,10 @@ def open_video(
     path: PathLike,
     *,
     backend: str = "pyav",
-    threads: Optional[int] = None,
-    fps: Optional[float] = None,
-    format: Optional[str] = None,
-    timeout: Optional[float] = DEFAULT_STREAM_TIMEOUT_SEC,
+    threads: int | None = None,
+    fps: float | None = None,
+    format: str | None = None,
+    timeout: float | None = DEFAULT_STREAM_TIMEOUT_SEC,
 ) -> Video:
     """Open a video file, a folder of frames or a stream.
 

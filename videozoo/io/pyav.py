@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from fractions import Fraction
-from typing import Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from .clip import LostFrame
 from .errors import VideoDecodeError, describe
 from .source import check_file
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 # Formats FFmpeg "reads" that are not videos: tty renders any text file.
 NOT_VIDEO_FORMATS = {"tty"}
@@ -51,8 +51,8 @@ class PyAVVideo(Video):
 
     backend = "pyav"
 
-    def __init__(self, path: PathLike, *, threads: Optional[int] = None, fps: Optional[float] = None,
-                 format: Optional[str] = None):
+    def __init__(self, path: PathLike, *, threads: int | None = None, fps: float | None = None,
+                 format: str | None = None):
         super().__init__()
         import av  # imported here so that importing videozoo.io stays cheap
 
@@ -78,7 +78,7 @@ class PyAVVideo(Video):
 
     # -- opening ------------------------------------------------------------
 
-    def _setup_stream(self, fps: Optional[float]) -> None:
+    def _setup_stream(self, fps: float | None) -> None:
         """Pick the video stream and read what its header says."""
         c = self._container
         if c.format.name in NOT_VIDEO_FORMATS:
@@ -164,7 +164,7 @@ class PyAVVideo(Video):
         # Exact rational arithmetic, rounded once: identical for every pass.
         return float((pts - self._start_pts) * self._tb)
 
-    def _seek(self, t: Optional[float]) -> None:
+    def _seek(self, t: float | None) -> None:
         if t is None or t <= 0:
             offset = self._start_pts
         else:
@@ -193,7 +193,7 @@ class PyAVVideo(Video):
 
     # -- decoding -----------------------------------------------------------
 
-    def _iter_frames(self, start_sec: Optional[float]) -> Iterator:
+    def _iter_frames(self, start_sec: float | None) -> Iterator:
         self._check_open()
         if start_sec is None:
             # A plain decode from the first packet, as a player would do it.
@@ -236,7 +236,7 @@ class PyAVVideo(Video):
         and a stream can be joined mid-GOP; pictures decoded before the first
         keyframe lack their references and would differ from a full decode.
         """
-        head: List = []
+        head: list = []
         skipped = 0
         for item in it:
             if isinstance(item, LostFrame):
@@ -253,8 +253,8 @@ class PyAVVideo(Video):
     def _decode_from_current(self) -> Iterator:
         av = self._av
         demux = self._container.demux(self._stream)
-        intervals: List[float] = []
-        prev_t: Optional[float] = None
+        intervals: list[float] = []
+        prev_t: float | None = None
         while True:
             try:
                 packet = next(demux)

@@ -9,7 +9,7 @@ that holds no video fails at once.
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional
+from collections.abc import Iterator
 
 from .base import Video
 from .clip import LostFrame
@@ -32,8 +32,8 @@ class StreamVideo(PyAVVideo):
 
     seekable = False
 
-    def __init__(self, source: str, *, kind: str, threads: Optional[int] = None, fps: Optional[float] = None,
-                 format: Optional[str] = None, timeout: Optional[float] = DEFAULT_STREAM_TIMEOUT_SEC):
+    def __init__(self, source: str, *, kind: str, threads: int | None = None, fps: float | None = None,
+                 format: str | None = None, timeout: float | None = DEFAULT_STREAM_TIMEOUT_SEC):
         Video.__init__(self)
         import av
 
@@ -74,7 +74,7 @@ class StreamVideo(PyAVVideo):
             self.close()
             raise
 
-    def _header_duration(self) -> Optional[float]:
+    def _header_duration(self) -> float | None:
         s, c = self._stream, self._container
         if s.duration:
             return float(s.duration * self._tb)
@@ -87,14 +87,14 @@ class StreamVideo(PyAVVideo):
             self._start_pts = pts
         return super()._seconds(pts)
 
-    def _iter_frames(self, start_sec: Optional[float]) -> Iterator:
+    def _iter_frames(self, start_sec: float | None) -> Iterator:
         self._check_open()
         if start_sec is not None:
             raise VideoDecodeError(self.path, "a stream cannot seek")
         if self._started:
             raise VideoDecodeError(self.path, "the stream was already read (a stream can be read once)")
         self._started = True
-        head: List = self._head
+        head: list = self._head
         self._head = []
         yield from head
         yield from self._items

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterator, Optional, Union
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from .clip import LostFrame
 from .errors import VideoDecodeError, describe
 from .source import check_file
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def torchcodec_available() -> bool:
@@ -35,7 +35,7 @@ class TorchCodecVideo(Video):
 
     backend = "torchcodec"
 
-    def __init__(self, path: PathLike, *, threads: Optional[int] = None, fps: Optional[float] = None):
+    def __init__(self, path: PathLike, *, threads: int | None = None, fps: float | None = None):
         super().__init__()
         self.path = os.fspath(path)
         check_file(self.path)
@@ -57,7 +57,7 @@ class TorchCodecVideo(Video):
         frames = getattr(md, "num_frames", None)
         self.num_frames = int(frames) if frames else None
 
-    def _iter_frames(self, start_sec: Optional[float]) -> Iterator:
+    def _iter_frames(self, start_sec: float | None) -> Iterator:
         self._check_open()
         # TorchCodec seeks exactly itself; decode in chunks from start_sec.
         t = self._t0 + max(0.0, start_sec or 0.0)

@@ -25,14 +25,21 @@ import torch
 import torch.distributed as dist
 
 from videozoo.data.datasets import VideoList, load_video_list
-from videozoo.models.factory import create_model
-from videozoo.jobs.metrics import plot_confusion, summarize
 from videozoo.data.plan import ViewPlan
 from videozoo.engine import Engine, resolve_device
+from videozoo.jobs.metrics import plot_confusion, summarize
 from videozoo.jobs.records import RecordWriter, read_records
 from videozoo.jobs.rundir import (
-    RunError, RunLock, check_resume, data_sha256, identity, prepare_out, write_manifest, write_text_atomic,
+    RunError,
+    RunLock,
+    check_resume,
+    data_sha256,
+    identity,
+    prepare_out,
+    write_manifest,
+    write_text_atomic,
 )
+from videozoo.models.factory import create_model
 from videozoo.models.registry import get_spec
 
 log = logging.getLogger("videozoo.jobs.evaluate")

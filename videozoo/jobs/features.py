@@ -16,12 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from videozoo.data.datasets import VideoItem, VideoList, load_video_list
 from videozoo.data.plan import ViewPlan
 from videozoo.engine import Engine
 from videozoo.jobs.records import RecordWriter, read_records, repair_tail
 from videozoo.jobs.rundir import (
-    RunError, RunLock, check_resume, data_sha256, identity, prepare_out, write_manifest, write_text_atomic,
+    RunError,
+    RunLock,
+    check_resume,
+    data_sha256,
+    identity,
+    prepare_out,
+    write_manifest,
+    write_text_atomic,
 )
 from videozoo.models.factory import create_model
 from videozoo.models.registry import get_spec

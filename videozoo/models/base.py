@@ -7,9 +7,7 @@ testing), slide that window over the feature map and average the positions. Ever
 """
 from __future__ import annotations
 
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn

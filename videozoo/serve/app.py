@@ -36,7 +36,6 @@ from videozoo.serve.page import page_html
 from videozoo.serve.pool import Engines, InferencePool, NotReady, QueueFull, ShuttingDown
 from videozoo.serve.upload import Upload, received_upload
 
-
 _log = logging.getLogger("videozoo.serve")
 
 

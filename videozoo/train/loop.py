@@ -15,7 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from videozoo.jobs.rundir import RunError, RunLock, data_sha256, identity, manifest_differences, prepare_out, write_manifest
+from videozoo.jobs.rundir import (
+    RunError,
+    RunLock,
+    data_sha256,
+    identity,
+    manifest_differences,
+    prepare_out,
+    write_manifest,
+)
 from videozoo.models.factory import save_model
 from videozoo.models.registry import get_spec
 from videozoo.train.config import TrainConfig

@@ -17,8 +17,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from videozoo.data.datasets import DatasetSpecError, VideoList, load_video_list
-from videozoo.io import VideoDecodeError, open_video
 from videozoo.data.input_config import InputConfig
+from videozoo.io import VideoDecodeError, open_video
 from videozoo.models.base import VideoClassifier
 from videozoo.models.registry import get_spec
 from videozoo.models.spec import ModelSpec
@@ -63,7 +63,7 @@ def check_readable(videos: VideoList, class_names: list[str], *, enabled_log: bo
     """
     paths = [item.path for item in videos.items]
     with ThreadPoolExecutor(max_workers=min(8, max(len(paths), 1))) as pool:
-        reasons = dict(zip(paths, pool.map(_unreadable, paths)))
+        reasons = dict(zip(paths, pool.map(_unreadable, paths), strict=True))
     bad = {p: r for p, r in reasons.items() if r is not None}
     if not bad:
         return

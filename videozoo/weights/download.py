@@ -131,7 +131,7 @@ def _download_once(url: str, tmp: Path, *, policy: DownloadPolicy, progress: boo
         raise DownloadFailed(f"{url}: {reason}", transient=transient) from e
     except (ConnectionResetError, http.client.RemoteDisconnected) as e:
         raise DownloadFailed(f"{url}: connection reset ({e})", transient=True) from e
-    except (socket.timeout, TimeoutError) as e:
+    except TimeoutError as e:
         raise DownloadFailed(f"{url}: no answer within {policy.stall_sec:g} s (VIDEOZOO_DOWNLOAD_STALL_SEC)") from e
     with resp, open(tmp, "wb") as out:
         kind = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -150,7 +150,7 @@ def _download_once(url: str, tmp: Path, *, policy: DownloadPolicy, progress: boo
                 except http.client.IncompleteRead as e:
                     raise _Truncated(f"{url}: connection closed after {received + len(e.partial)} of {total} bytes "
                                      "(truncated download)") from e
-                except (socket.timeout, TimeoutError) as e:
+                except TimeoutError as e:
                     raise DownloadFailed(f"{url}: no byte for {policy.stall_sec:g} s after {received} bytes (stalled "
                                          "connection; VIDEOZOO_DOWNLOAD_STALL_SEC)") from e
                 except (ConnectionResetError, ConnectionAbortedError) as e:

@@ -193,7 +193,7 @@ class TimelineRun:
     def _window(self, fw: FilledWindow, scores: torch.Tensor) -> TimelineWindow:
         k = min(self.top_k, scores.numel())
         probs, idx = scores.topk(k)
-        top = tuple(LabelScore(self._label(i), int(i), float(p)) for p, i in zip(probs.tolist(), idx.tolist()))
+        top = tuple(LabelScore(self._label(i), int(i), float(p)) for p, i in zip(probs.tolist(), idx.tolist(), strict=True))
         return TimelineWindow(
             index=len(self.windows), start=fw.start, end=fw.end, start_frame=fw.start_frame,
             end_frame=fw.end_frame, top_k=top, scores=scores.numpy().astype(np.float32), short=fw.short,

@@ -75,7 +75,7 @@ def find_segments(
     runs = _absorb_short(runs, c, p, start, end, min_segment)
     bounds = _bounds(runs, c, p, start, end)
     out = []
-    for (lab, i0, i1), (a, b) in zip(runs, bounds):
+    for (lab, i0, i1), (a, b) in zip(runs, bounds, strict=True):
         out.append(Segment(
             label=class_names[lab] if lab < len(class_names) else str(lab), index=int(lab), start=a, end=b,
             start_frame=frame_at(a), end_frame=frame_at(b), score=float(p[i0:i1, lab].mean()),
@@ -94,10 +94,10 @@ def _boundary(i: int, a: int, b: int, c: np.ndarray, p: np.ndarray) -> float:
 
 def _bounds(runs: list[list[int]], c: np.ndarray, p: np.ndarray, start: float, end: float) -> list[tuple[float, float]]:
     cuts = [start]
-    for left, right in zip(runs, runs[1:]):
+    for left, right in zip(runs, runs[1:], strict=False):
         cuts.append(min(max(_boundary(left[2] - 1, left[0], right[0], c, p), cuts[-1]), end))
     cuts.append(end)
-    return list(zip(cuts, cuts[1:]))
+    return list(zip(cuts, cuts[1:], strict=False))
 
 
 def _absorb_short(runs: list[list[int]], c: np.ndarray, p: np.ndarray, start: float, end: float,
