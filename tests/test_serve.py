@@ -481,13 +481,13 @@ def _start_cli_server(weights: str, tmpdir: Path, *extra: str) -> tuple[subproce
 def test_signal_stops_cleanly(weights, videos, tmp_path, sig):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    proc, url, lines = _start_cli_server(weights, tmpdir)
+    proc, url, lines = _start_cli_server(weights, tmpdir, "--shutdown-timeout", "3")
     try:
         def one(video):
             try:
                 with httpx.Client(base_url=url, timeout=60) as client:
                     return client.post("/v1/predict", files={"video": (video.name, video.read_bytes())},
-                                       data={"views": "3x3"}).status_code
+                                       data={"views": "2x3"}).status_code
             except httpx.TransportError:
                 return "closed"
 
@@ -503,7 +503,8 @@ def test_signal_stops_cleanly(weights, videos, tmp_path, sig):
         if proc.poll() is None:
             proc.kill()
     assert rc == 0, "".join(lines)
-    assert stopped < 10, f"took {stopped:.1f} s to stop"
+    # 3 s of grace for the running request, then cancelled; the margin is for a loaded machine.
+    assert stopped < 12, f"took {stopped:.1f} s to stop:\n" + "".join(lines)
     assert all(o in (200, 503, "closed") for o in outcomes), (outcomes, "".join(lines))
     # Nothing of the server's is left: no file at all, no folder but PyTorch's own (empty) compile
     # cache folder, which importing torch._dynamo (torch.load does) makes in TMPDIR.
