@@ -6,6 +6,7 @@ them), removes its temporary folder and returns 0. A model that fails to load st
 """
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -49,8 +50,15 @@ def serve(
     port: int = 8000,
     shutdown_timeout: float = 5.0,
     log_level: str = "info",
+    abandon_running: bool = False,
 ) -> int:
-    """Serve until SIGTERM / Ctrl-C (returns 0) or a model fails to load (returns 1)."""
+    """Serve until SIGTERM / Ctrl-C (returns 0) or a model fails to load (returns 1).
+
+    abandon_running: when a computation is still running after the grace period, end the process
+    at once with the status (``os._exit``) instead of returning: a forward pass cannot be
+    interrupted, and an interpreter cannot shut down under one. For a process that only serves
+    (the command line).
+    """
     failure: list[str] = []
     server: _Server | None = None
 
@@ -90,11 +98,17 @@ def serve(
         for s, handler in previous.items():
             signal.signal(s, handler)
         sock.close()
+    code = 0
     if failure:
         _say(f"error: a model failed to load: {failure[0]}")
-        return 1
-    _say("stopped")
-    return 0
+        code = 1
+    else:
+        _say("stopped" if not pool.running else f"stopped ({pool.running} running computation(s) abandoned)")
+    if abandon_running and pool.running:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _builder(config: ServeConfig):
