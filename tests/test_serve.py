@@ -476,17 +476,20 @@ def _start_cli_server(weights: str, tmpdir: Path, *extra: str) -> tuple[subproce
     return proc, url, lines
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_cleanly(weights, videos, tmp_path, sig):
+@pytest.mark.parametrize("sig, grace, views", [
+    (signal.SIGTERM, "0.5", "10x3"),  # the running request outlasts the grace period: abandoned
+    (signal.SIGINT, "3", "2x3"),  # it finishes within it
+], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_cleanly(weights, videos, tmp_path, sig, grace, views):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    proc, url, lines = _start_cli_server(weights, tmpdir)
+    proc, url, lines = _start_cli_server(weights, tmpdir, "--shutdown-timeout", grace)
     try:
         def one(video):
             try:
                 with httpx.Client(base_url=url, timeout=60) as client:
                     return client.post("/v1/predict", files={"video": (video.name, video.read_bytes())},
-                                       data={"views": "3x3"}).status_code
+                                       data={"views": views}).status_code
             except httpx.TransportError:
                 return "closed"
 
@@ -502,7 +505,8 @@ def test_signal_stops_cleanly(weights, videos, tmp_path, sig):
         if proc.poll() is None:
             proc.kill()
     assert rc == 0, "".join(lines)
-    assert stopped < 10, f"took {stopped:.1f} s to stop"
+    # The grace period for the running request, then it is cancelled; the margin is for a loaded machine.
+    assert stopped < 12, f"took {stopped:.1f} s to stop:\n" + "".join(lines)
     assert all(o in (200, 503, "closed") for o in outcomes), (outcomes, "".join(lines))
     # Nothing of the server's is left: no file at all, no folder but PyTorch's own (empty) compile
     # cache folder, which importing torch._dynamo (torch.load does) makes in TMPDIR.

@@ -172,7 +172,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         views=str(args.views), threads=args.threads,
     )
     return serve(config, host=args.host, port=args.port, shutdown_timeout=args.shutdown_timeout,
-                 log_level=args.log_level)
+                 log_level=args.log_level, abandon_running=True)
 
 
 def _weights_arg(value: str) -> str | None:

@@ -70,7 +70,7 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
         try:
             yield
         finally:
-            pool.close(timeout=3.0)
+            pool.close(timeout=1.0)  # running jobs had their grace period; daemon threads end with the process
             shutil.rmtree(state.folder, ignore_errors=True)
 
     app = FastAPI(

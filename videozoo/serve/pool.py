@@ -64,6 +64,7 @@ class InferencePool:
         self.engines: Engines = {}  # the first worker's engines (for model descriptions)
         self._seconds = 0.0  # mean job time, for retry estimates
         self._done = 0
+        self._running = 0  # jobs computing now
         self._on_failure: list[Callable[[str], None]] = []
 
     # -- life cycle -------------------------------------------------------------------------
@@ -110,9 +111,9 @@ class InferencePool:
             t.join(max(0.0, deadline - time.monotonic()))
 
     @property
-    def running(self) -> bool:
-        """True while a worker thread is still inside a job (after :meth:`close` timed out)."""
-        return any(t.is_alive() for t in self._threads)
+    def running(self) -> int:
+        """Jobs computing right now (a computation cannot be interrupted, only abandoned)."""
+        return self._running
 
     # -- admission --------------------------------------------------------------------------
     @property
@@ -177,6 +178,8 @@ class InferencePool:
                 future.set_exception(ShuttingDown())
                 continue
             t0 = time.perf_counter()
+            with self._lock:
+                self._running += 1
             try:
                 result = job(engines)
             except BaseException as e:  # handed to the request, which reports it
@@ -184,6 +187,7 @@ class InferencePool:
             else:
                 future.set_result(result)
             with self._lock:
+                self._running -= 1
                 self._done += 1
                 self._seconds += (time.perf_counter() - t0 - self._seconds) / self._done
 

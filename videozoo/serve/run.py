@@ -50,8 +50,15 @@ def serve(
     port: int = 8000,
     shutdown_timeout: float = 5.0,
     log_level: str = "info",
+    abandon_running: bool = False,
 ) -> int:
-    """Serve until SIGTERM / Ctrl-C (returns 0) or a model fails to load (returns 1)."""
+    """Serve until SIGTERM / Ctrl-C (returns 0) or a model fails to load (returns 1).
+
+    abandon_running: when a computation is still running after the grace period, end the process
+    at once with the status (``os._exit``) instead of returning: a forward pass cannot be
+    interrupted, and an interpreter cannot shut down under one. For a process that only serves
+    (the command line).
+    """
     failure: list[str] = []
     server: _Server | None = None
 
@@ -91,12 +98,13 @@ def serve(
         for s, handler in previous.items():
             signal.signal(s, handler)
         sock.close()
-    code = 1 if failure else 0
-    _say(f"error: a model failed to load: {failure[0]}" if failure else "stopped")
-    if pool.running:
-        # A forward pass outlived the grace period (its request was cancelled and its upload removed).
-        # Interpreter shutdown would tear down torch's threads under it and abort the process, so
-        # leave at once with the status the stop deserves.
+    code = 0
+    if failure:
+        _say(f"error: a model failed to load: {failure[0]}")
+        code = 1
+    else:
+        _say("stopped" if not pool.running else f"stopped ({pool.running} running computation(s) abandoned)")
+    if abandon_running and pool.running:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
