@@ -85,10 +85,12 @@ def time_decoding(path: str, threads, repeat: int):
             v.decode_all()
             return v.stats.frames_decoded, v.stats.seeks
 
-        for name, fn in [("10 clips, get_clips (one pass)", one_pass),
-                         (f"10 clips, get_clips, select {KEEP} of 64", one_pass_select),
-                         ("10 clips, get_clip x10", separate),
-                         ("full decode (decode_all)", full)]:
+        for name, fn in [
+            ("10 clips, get_clips (one pass)", one_pass),
+            (f"10 clips, get_clips, select {KEEP} of 64", one_pass_select),
+            ("10 clips, get_clip x10", separate),
+            ("full decode (decode_all)", full),
+        ]:
             t, (frames, seeks) = best_of(fn, repeat)
             rows.append((name, t, frames, v.stats.frames_converted, seeks, v.stats.peak_frames_held))
     return rows
@@ -129,7 +131,9 @@ def measure_clip_memory(path: str, start: float) -> dict:
 def memory_in_subprocess(path: str, start: float) -> dict:
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--_measure", path, str(start)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -155,15 +159,35 @@ def main() -> None:
     video = args.video
     if video is None:
         t0 = time.perf_counter()
-        video = str(make_video(os.path.join(tmp, "ten.mp4"), codec="h264", fps=30, num_frames=300,
-                               width=640, height=360, gop=60, bframes=True))
+        video = str(
+            make_video(
+                os.path.join(tmp, "ten.mp4"),
+                codec="h264",
+                fps=30,
+                num_frames=300,
+                width=640,
+                height=360,
+                gop=60,
+                bframes=True,
+            )
+        )
         print(f"generated 10-s 640x360 H.264 in {time.perf_counter() - t0:.1f} s")
     long_video = args.long_video
     if long_video is None and not args.no_memory:
         t0 = time.perf_counter()
         n = int(args.long_minutes * 60 * 30)
-        long_video = str(make_video(os.path.join(tmp, "long.mp4"), codec="h264", fps=30, num_frames=n,
-                                    width=640, height=360, gop=60, bframes=True))
+        long_video = str(
+            make_video(
+                os.path.join(tmp, "long.mp4"),
+                codec="h264",
+                fps=30,
+                num_frames=n,
+                width=640,
+                height=360,
+                gop=60,
+                bframes=True,
+            )
+        )
         print(f"generated {args.long_minutes:g}-min 640x360 H.264 in {time.perf_counter() - t0:.1f} s")
 
     print(f"\ncpu cores: {os.cpu_count()}, threads={args.threads}, best of {args.repeat}")
@@ -174,13 +198,17 @@ def main() -> None:
         return
 
     print("\none 2-s clip (60 frames, 640x360), fresh process each")
-    print(f"{'video':10s} {'file MB':>8s} {'RSS delta MB':>13s} {'peak RSS delta MB':>18s} "
-          f"{'traced peak MB':>15s} {'clip MB':>8s} {'decoded':>8s} {'held':>5s}")
+    print(
+        f"{'video':10s} {'file MB':>8s} {'RSS delta MB':>13s} {'peak RSS delta MB':>18s} "
+        f"{'traced peak MB':>15s} {'clip MB':>8s} {'decoded':>8s} {'held':>5s}"
+    )
     for label, path, start in [("10 s", video, 4.5), (f"{args.long_minutes:g} min", long_video, 150.5)]:
         m = memory_in_subprocess(path, start)
-        print(f"{label:10s} {m['file_mb']:8.1f} {m['rss_delta_mb']:13.1f} {m['maxrss_delta_mb']:18.1f} "
-              f"{m['traced_peak_mb']:15.1f} "
-              f"{m['clip_mb']:8.1f} {m['frames_decoded']:8d} {m['peak_frames_held']:5d}")
+        print(
+            f"{label:10s} {m['file_mb']:8.1f} {m['rss_delta_mb']:13.1f} {m['maxrss_delta_mb']:18.1f} "
+            f"{m['traced_peak_mb']:15.1f} "
+            f"{m['clip_mb']:8.1f} {m['frames_decoded']:8d} {m['peak_frames_held']:5d}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ is printed with the results: on a shared machine the figures move with what else
 
     python benchmarks/export.py [--models x3d_xs slow_r50 ...] [--repeat 3] [--json OUT.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,9 @@ def bench_model(name: str, tmp: Path, repeat: int, use_compile: bool) -> dict:
 
     runners = {
         "eager fp32": lambda x: engine.runner(x, "logits"),
-        "onnxruntime": lambda x: session.run(["logits"], {n: t.numpy() for n, t in zip(names, as_list(x), strict=True)}),
+        "onnxruntime": lambda x: session.run(
+            ["logits"], {n: t.numpy() for n, t in zip(names, as_list(x), strict=True)}
+        ),
         "exported program": lambda x: program(*as_list(x))["logits"],
     }
     from videozoo.engine.precision import Precision, cpu_has_bf16
@@ -106,11 +109,18 @@ def bench_model(name: str, tmp: Path, repeat: int, use_compile: bool) -> dict:
             x = [torch.randn_like(t) for t in x] if isinstance(x, list) else torch.randn_like(x)
             with torch.inference_mode():
                 rates[label][b] = clips_per_second(fn, x, b, repeat)
-        print(f"  {name} {label:17s} " + "  ".join(f"batch {b}: {r:6.2f} clips/s" for b, r in rates[label].items()),
-              flush=True)
+        print(
+            f"  {name} {label:17s} " + "  ".join(f"batch {b}: {r:6.2f} clips/s" for b, r in rates[label].items()),
+            flush=True,
+        )
     return {
-        "model": name, "clip": list(spec.input.input_shape), "engine_batch": engine.batch_size, "clips_per_s": rates,
-        "onnx_export_s": onnx_export_s, "pt2_export_s": pt2_export_s, "compile_s": compile_s,
+        "model": name,
+        "clip": list(spec.input.input_shape),
+        "engine_batch": engine.batch_size,
+        "clips_per_s": rates,
+        "onnx_export_s": onnx_export_s,
+        "pt2_export_s": pt2_export_s,
+        "compile_s": compile_s,
         "onnx_mb": onnx_path.stat().st_size / 2**20,
     }
 
@@ -148,9 +158,12 @@ def main() -> None:
             row["load_average"] = [load_before, os.getloadavg()[0]]
             rows.append(row)
             extra = f", torch.compile {row['compile_s']:.0f} s" if row["compile_s"] is not None else ""
-            print(f"  {name}: export onnx {row['onnx_export_s']:.0f} s ({row['onnx_mb']:.0f} MiB), "
-                  f"exported program {row['pt2_export_s']:.0f} s{extra}; load average "
-                  f"{row['load_average'][0]:.1f} -> {row['load_average'][1]:.1f}", flush=True)
+            print(
+                f"  {name}: export onnx {row['onnx_export_s']:.0f} s ({row['onnx_mb']:.0f} MiB), "
+                f"exported program {row['pt2_export_s']:.0f} s{extra}; load average "
+                f"{row['load_average'][0]:.1f} -> {row['load_average'][1]:.1f}",
+                flush=True,
+            )
     print()
     print(f"clips/s, forward pass only; {cpu}")
     print(markdown(rows))

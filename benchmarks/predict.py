@@ -15,6 +15,7 @@ prints, per model:
 
     python benchmarks/predict.py [--video PATH] [--peers VENV] [--repeat 2] [--json OUT.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -112,8 +113,12 @@ def forward_rate(name: str, views: str, precision: str, video: Path, model) -> d
     engine.forward(loaded.views)
     fwd = time.perf_counter() - t0
     logits = engine.forward(loaded.views, "logits")  # (V, 400)
-    return {"forward_s": fwd, "gflop_per_s": model_gflops(name) * loaded.num_views / fwd, "logits": logits,
-            "batch_size": engine.batch_size}
+    return {
+        "forward_s": fwd,
+        "gflop_per_s": model_gflops(name) * loaded.num_views / fwd,
+        "logits": logits,
+        "batch_size": engine.batch_size,
+    }
 
 
 def startup_seconds(name: str, tmp: Path, repeat: int) -> float:
@@ -124,7 +129,10 @@ def startup_seconds(name: str, tmp: Path, repeat: int) -> float:
     if not ckpt.exists():
         save_model(create_model(name), ckpt)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = [float(run_measured([sys.executable, "-c", STARTUP_SCRIPT, name, str(ckpt)], env)[2].strip()) for _ in range(repeat)]
+    runs = [
+        float(run_measured([sys.executable, "-c", STARTUP_SCRIPT, name, str(ckpt)], env)[2].strip())
+        for _ in range(repeat)
+    ]
     return min(runs)
 
 
@@ -155,8 +163,11 @@ def main() -> None:
         peak["bf16"] = conv_gflops(torch.bfloat16)
     cpu = cpu_description()
     print(f"machine: {cpu}; torch {torch.__version__}; video: {video.name} (640x360, 10 s, 30 fps, H.264)")
-    print("convolution rate (multiply-adds): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())
-          + f"; precision auto = {auto}")
+    print(
+        "convolution rate (multiply-adds): "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())
+        + f"; precision auto = {auto}"
+    )
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rows = []
@@ -167,21 +178,46 @@ def main() -> None:
         print(f"{name}: start-up to the first forward pass (cached checkpoint) {startup[name]:.2f} s", flush=True)
     for name, views, nviews in cases:
         seed_wall, seed_rss, seed_out = best([peers_python, seed_script, str(video), name, str(nviews)], args.repeat)
-        row = {"model": name, "views": views, "seed_s": seed_wall, "seed_rss_mb": seed_rss,
-               "seed_inner": json.loads(seed_out.strip().splitlines()[-1])}
+        row = {
+            "model": name,
+            "views": views,
+            "seed_s": seed_wall,
+            "seed_rss_mb": seed_rss,
+            "seed_inner": json.loads(seed_out.strip().splitlines()[-1]),
+        }
         torch.manual_seed(0)
         model = create_model(name)  # one set of random weights for every precision
         precisions = ["auto"] + (["fp32"] if auto != "fp32" else [])
         logits = {}
         for precision in precisions:
-            cmd = [sys.executable, "-m", "videozoo", "predict", str(video), "--model", name, "--weights", "none",
-                   "--views", views, "--precision", precision, "--json"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "videozoo",
+                "predict",
+                str(video),
+                "--model",
+                name,
+                "--weights",
+                "none",
+                "--views",
+                views,
+                "--precision",
+                precision,
+                "--json",
+            ]
             wall, rss, _ = best(cmd, args.repeat, env)
             used = auto if precision == "auto" else precision
             rate = forward_rate(name, views, used, video, model)
             logits[used] = rate.pop("logits")
-            row[precision] = {"precision": used, "s": wall, "rss_mb": rss, "ratio": seed_wall / wall, **rate,
-                              "share_of_peak": rate["gflop_per_s"] / peak[used]}
+            row[precision] = {
+                "precision": used,
+                "s": wall,
+                "rss_mb": rss,
+                "ratio": seed_wall / wall,
+                **rate,
+                "share_of_peak": rate["gflop_per_s"] / peak[used],
+            }
         if "bf16" in logits and "fp32" in logits:
             a, b = logits["fp32"], logits["bf16"]
             # Per view, on the same weights; random weights give logits of small spread, which makes
@@ -192,13 +228,19 @@ def main() -> None:
         line = f"{name:13s} {views:5s} seed {seed_wall:6.2f} s {seed_rss:5.0f} MB"
         for precision in precisions:
             r = row[precision]
-            line += (f" | videozoo {precision}={r['precision']} {r['s']:6.2f} s {r['rss_mb']:5.0f} MB ({r['ratio']:3.1f}x;"
-                     f" batch {r['batch_size']}, forward {r['gflop_per_s']:3.0f} GFLOP/s = {r['share_of_peak']:3.0%})")
+            line += (
+                f" | videozoo {precision}={r['precision']} {r['s']:6.2f} s {r['rss_mb']:5.0f} MB ({r['ratio']:3.1f}x;"
+                f" batch {r['batch_size']}, forward {r['gflop_per_s']:3.0f} GFLOP/s = {r['share_of_peak']:3.0%})"
+            )
         if "bf16_top1_agreement" in row:
-            line += f" | bf16 top-1 agreement {row['bf16_top1_agreement']:.0%}, logit error {row['bf16_logit_error']:.1e}"
+            line += (
+                f" | bf16 top-1 agreement {row['bf16_top1_agreement']:.0%}, logit error {row['bf16_logit_error']:.1e}"
+            )
         print(line, flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"machine": cpu, "conv_gflops": peak, "startup_s": startup, "rows": rows}, indent=2))
+        args.json.write_text(
+            json.dumps({"machine": cpu, "conv_gflops": peak, "startup_s": startup, "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ counted. Only 127.0.0.1 is contacted.
     python benchmarks/serve_load.py [--models motion_tiny x3d_xs] [--clients 1 4] [--requests 40]
                                     [--seconds 60] [--workers 1] [--json OUT.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,24 @@ def default_models() -> list[str]:
 
 def start_server(model: str, workers: int, tmp: Path) -> tuple[subprocess.Popen, str]:
     weights = "default" if model == "motion_tiny" else "none"
-    cmd = [sys.executable, "-m", "videozoo", "serve", "--model", model, "--weights", weights, "--port", "0",
-           "--workers", str(workers), "--max-queue", "64", "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "videozoo",
+        "serve",
+        "--model",
+        model,
+        "--weights",
+        weights,
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--max-queue",
+        "64",
+        "--log-level",
+        "warning",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp)}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     url, deadline = None, time.monotonic() + 300
@@ -83,7 +100,9 @@ def load(url: str, clip: Path, clients: int, requests: int, seconds: float) -> d
                 r = http.post("/v1/predict", files={"video": (clip.name, data, "video/mp4")})
                 dt = time.perf_counter() - t0
                 with lock:
-                    (latencies if r.status_code == 200 else errors).append(dt if r.status_code == 200 else r.status_code)
+                    (latencies if r.status_code == 200 else errors).append(
+                        dt if r.status_code == 200 else r.status_code
+                    )
 
     with httpx.Client(base_url=url, timeout=120) as http:  # warm-up, not counted
         assert http.post("/v1/predict", files={"video": (clip.name, data)}).status_code == 200
@@ -98,9 +117,13 @@ def load(url: str, clip: Path, clients: int, requests: int, seconds: float) -> d
         return latencies[min(len(latencies) - 1, int(round(p * (len(latencies) - 1))))] if latencies else float("nan")
 
     return {
-        "clients": clients, "requests": len(latencies), "errors": errors, "seconds": round(wall, 2),
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(wall, 2),
         "requests_per_second": round(len(latencies) / wall, 2) if wall > 0 else 0.0,
-        "p50_ms": round(1000 * pct(0.50), 1), "p95_ms": round(1000 * pct(0.95), 1),
+        "p50_ms": round(1000 * pct(0.50), 1),
+        "p95_ms": round(1000 * pct(0.95), 1),
     }
 
 
@@ -126,7 +149,11 @@ def main() -> int:
             proc, url = start_server(model, args.workers, tmp)
             try:
                 for clients in args.clients:
-                    row = {"model": model, "workers": args.workers, **load(url, clip, clients, args.requests, args.seconds)}
+                    row = {
+                        "model": model,
+                        "workers": args.workers,
+                        **load(url, clip, clients, args.requests, args.seconds),
+                    }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
             finally:
@@ -135,8 +162,10 @@ def main() -> int:
     print(f"\nCPU: {cpu_description()}; load average before: {load1:.2f}, after: {os.getloadavg()[0]:.2f}")
     print("\n| model | workers | clients | requests | req/s | p50 ms | p95 ms |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['workers']} | {r['clients']} | {r['requests']} | {r['requests_per_second']} | "
-              f"{r['p50_ms']} | {r['p95_ms']} |")
+        print(
+            f"| {r['model']} | {r['workers']} | {r['clients']} | {r['requests']} | {r['requests_per_second']} | "
+            f"{r['p50_ms']} | {r['p95_ms']} |"
+        )
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_description(), "runs": rows}, indent=1))
     return 0

@@ -14,6 +14,7 @@ is built). Videos are synthetic motion scenes (``videozoo.data.synth``), encoded
 
 The machine's CPU and its load average before and after each run are printed with the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -104,8 +105,12 @@ def measure(video: Path, model: str, weights: str, threads: int | None) -> dict:
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(video), model, weights, out],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(video), model, weights, out],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         stdout = proc.stdout.read()
         stderr = proc.stderr.read()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -115,9 +120,14 @@ def measure(video: Path, model: str, weights: str, threads: int | None) -> dict:
         raise RuntimeError(f"{model} on {video}: exit {proc.returncode}\n{stderr.decode()[-2000:]}")
     info = json.loads(stdout.decode().strip().splitlines()[-1])
     info.update(
-        model=model, video=video.name, threads=threads or "default", peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
-        process_seconds=round(wall, 2), cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
-        realtime_factor=round(info["duration"] / info["run_seconds"], 2), load_before=round(load0, 2),
+        model=model,
+        video=video.name,
+        threads=threads or "default",
+        peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
+        process_seconds=round(wall, 2),
+        cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
+        realtime_factor=round(info["duration"] / info["run_seconds"], 2),
+        load_before=round(load0, 2),
         load_after=round(os.getloadavg()[0], 2),
     )
     return info
@@ -127,8 +137,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "videozoo-timeline-bench"))
     ap.add_argument("--quick", action="store_true", help="a 2-minute long video instead of 10 minutes")
-    ap.add_argument("--threads", type=int, nargs="+", default=[0, 1],
-                    help="OMP_NUM_THREADS of the runs, one pass each (0: torch's default, one per core)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[0, 1],
+        help="OMP_NUM_THREADS of the runs, one pass each (0: torch's default, one per core)",
+    )
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -148,20 +163,28 @@ def main() -> int:
     for threads in args.threads:
         group = []
         for video, model, weights in [
-            (short, small, small_weights), (long, small, small_weights), (wide, "x3d_xs", "none"),
+            (short, small, small_weights),
+            (long, small, small_weights),
+            (wide, "x3d_xs", "none"),
             (wide, "slow_r50", "none"),
         ]:
             r = measure(video, model, weights, threads or None)
             group.append(r)
-            print(f"{r['model']:12s} {r['video']:26s} threads {str(r['threads']):7s} {r['duration']:6.1f} s video "
-                  f"{r['windows']:5d} windows  run {r['run_seconds']:7.2f} s ({r['realtime_factor']:6.2f}x real time)  "
-                  f"cpu {r['cpu_seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.1f} MB  frames held <= "
-                  f"{r['peak_frames_held']}  load {r['load_before']:.1f} -> {r['load_after']:.1f}", flush=True)
+            print(
+                f"{r['model']:12s} {r['video']:26s} threads {str(r['threads']):7s} {r['duration']:6.1f} s video "
+                f"{r['windows']:5d} windows  run {r['run_seconds']:7.2f} s ({r['realtime_factor']:6.2f}x real time)  "
+                f"cpu {r['cpu_seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.1f} MB  frames held <= "
+                f"{r['peak_frames_held']}  load {r['load_before']:.1f} -> {r['load_after']:.1f}",
+                flush=True,
+            )
         a, b = group[0]["peak_rss_mb"], group[1]["peak_rss_mb"]
         limit = max(1.3 * a, a + 100)
         ok = ok and b <= limit
-        print(f"memory: {long_s} s video peaks at {b:.1f} MB vs {a:.1f} MB for 30 s ({b / a:.2f}x; limit "
-              f"{limit:.1f} MB): {'OK' if b <= limit else 'OVER'}", flush=True)
+        print(
+            f"memory: {long_s} s video peaks at {b:.1f} MB vs {a:.1f} MB for 30 s ({b / a:.2f}x; limit "
+            f"{limit:.1f} MB): {'OK' if b <= limit else 'OVER'}",
+            flush=True,
+        )
         rows += group
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "rows": rows}, indent=1))

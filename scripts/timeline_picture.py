@@ -4,6 +4,7 @@
 
 Prints the segments and how far each boundary is from the true one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,12 +32,14 @@ def main() -> int:
     from videozoo.data.synth import render_video, write_video
 
     n = int(round(SECONDS * FPS))
-    frames = np.concatenate([render_video(c, args.seed + i, size=(SIZE, SIZE), num_frames=n).frames
-                             for i, c in enumerate(CLASSES)])
+    frames = np.concatenate(
+        [render_video(c, args.seed + i, size=(SIZE, SIZE), num_frames=n).frames for i, c in enumerate(CLASSES)]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "four_motions.mp4", frames, fps=FPS)
-        result = videozoo.timeline(str(video), model=args.model, weights=args.weights, precision="fp32",
-                                   out=Path(tmp) / "out")
+        result = videozoo.timeline(
+            str(video), model=args.model, weights=args.weights, precision="fp32", out=Path(tmp) / "out"
+        )
         result.video = "four_motions.mp4"
         result.save(Path(tmp) / "out")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Regenerates the model tables of README.md and docs/models.md from the registry.
 
-    python scripts/update_docs.py          # rewrite the tables
-    python scripts/update_docs.py --check  # exit 1 if a table is out of date
+python scripts/update_docs.py          # rewrite the tables
+python scripts/update_docs.py --check  # exit 1 if a table is out of date
 """
+
 import sys
 from pathlib import Path
 

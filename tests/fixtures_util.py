@@ -1,4 +1,5 @@
 """The shared reference fixtures: deterministic weights written in each official file format."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """`videozoo convert`, dataset specs, and feature extraction."""
+
 import json
 
 import numpy as np
@@ -49,9 +50,23 @@ def test_converted_finetuned_checkpoint_keeps_its_architecture_clip_and_outputs(
         lines.append(f"{video} {label}\n")
     (tmp_path / "train.txt").write_text("".join(lines))
     cfg = TrainConfig(
-        model="i3d_r50", data=str(tmp_path / "train.txt"), out=str(tmp_path / "run"), epochs=1, batch_size=2,
-        num_workers=0, lr=0.1, warmup_epochs=0, arch={"width": 8}, num_frames=4, sampling_rate=2, fps=15,
-        crop_size=32, short_side=32, progress="none", tensorboard=False, plot=False,
+        model="i3d_r50",
+        data=str(tmp_path / "train.txt"),
+        out=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=2,
+        num_workers=0,
+        lr=0.1,
+        warmup_epochs=0,
+        arch={"width": 8},
+        num_frames=4,
+        sampling_rate=2,
+        fps=15,
+        crop_size=32,
+        short_side=32,
+        progress="none",
+        tensorboard=False,
+        plot=False,
     )
     trained = train(cfg)
     original = videozoo.create_model("i3d_r50", weights=trained.model_path)
@@ -92,9 +107,7 @@ def test_dataset_specs(tmp_path):
     root = tmp_path / "val"
     root.mkdir()
     (tmp_path / "val.csv").write_text(
-        "label,youtube_id,time_start,time_end,split\n"
-        '"air drumming",abc,12,22,val\n'
-        "abseiling,xyz,0,10,val\n"
+        'label,youtube_id,time_start,time_end,split\n"air drumming",abc,12,22,val\nabseiling,xyz,0,10,val\n'
     )
     vl = load_video_list(tmp_path / "val.csv", classes=classes, root=str(root))
     assert [i.path for i in vl.items] == [str(root / "abc_000012_000022.mp4"), str(root / "xyz_000000_000010.mp4")]
@@ -119,10 +132,20 @@ def test_features_per_clip_and_video_resumable(tmp_path):
 
     torch.manual_seed(0)
     weights = videozoo.save_model(videozoo.create_model("x3d_xs"), tmp_path / "w.pth")
-    videos = [str(make_video(tmp_path / f"v{i}.mp4", num_frames=40, width=80, height=64, pattern="noise", seed=i)) for i in range(3)]
+    videos = [
+        str(make_video(tmp_path / f"v{i}.mp4", num_frames=40, width=80, height=64, pattern="noise", seed=i))
+        for i in range(3)
+    ]
     (tmp_path / "bad.mp4").write_bytes(b"junk")
-    cfg = FeatureConfig(model="x3d_xs", out=str(tmp_path / "f"), videos=videos[:2] + [str(tmp_path / "bad.mp4")] + videos[2:],
-                        weights=str(weights), views="2x3", workers=0, precision="fp32")
+    cfg = FeatureConfig(
+        model="x3d_xs",
+        out=str(tmp_path / "f"),
+        videos=videos[:2] + [str(tmp_path / "bad.mp4")] + videos[2:],
+        weights=str(weights),
+        views="2x3",
+        workers=0,
+        precision="fp32",
+    )
     summary = extract_features(cfg)
     assert summary == {"videos": 4, "failed": 1, "dim": 2048, "clips": 18}
     clips = np.load(tmp_path / "f" / "clip_features.npy")
@@ -130,7 +153,7 @@ def test_features_per_clip_and_video_resumable(tmp_path):
     index = json.loads((tmp_path / "f" / "index.json").read_text())
     assert clips.shape == (18, 2048) and vids.shape == (3, 2048)
     first = index[0]
-    np.testing.assert_allclose(vids[0], clips[first["clip_rows"][0]:first["clip_rows"][1]].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(vids[0], clips[first["clip_rows"][0] : first["clip_rows"][1]].mean(0), rtol=1e-6)
     assert len(first["clips"]) == 6 and index[2]["error"] and index[2]["video_row"] is None
     # The same features as the model's own forward_features on the same views.
     from videozoo.engine import Engine

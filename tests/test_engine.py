@@ -1,4 +1,5 @@
 """The engine: view plans, precision choice, micro-batching, and the jobs sharing one path."""
+
 import json
 import subprocess
 import sys
@@ -28,19 +29,36 @@ def model():
 
 # -- view plans ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, clips, crops", [
-    ("1x1", 1, 1), ("10x3", 10, 3), ("5x1", 5, 1), (" 2X3 ", 2, 3), ((4, 3), 4, 3),
-])
+
+@pytest.mark.parametrize(
+    "text, clips, crops",
+    [
+        ("1x1", 1, 1),
+        ("10x3", 10, 3),
+        ("5x1", 5, 1),
+        (" 2X3 ", 2, 3),
+        ((4, 3), 4, 3),
+    ],
+)
 def test_view_plan_parses(text, clips, crops):
     plan = ViewPlan.parse(text)
     assert (plan.clips, plan.crops) == (clips, crops) and str(plan) == f"{clips}x{crops}"
     assert ViewPlan.parse(plan) is plan
 
 
-@pytest.mark.parametrize("text, says", [
-    ("banana", "CLIPSxCROPS"), ("0x3", "at least one clip"), ("10x-1", "1 or 3 crops"), ("10x2", "1 or 3 crops"),
-    ("", "CLIPSxCROPS"), ("3", "CLIPSxCROPS"), ("x3", "CLIPSxCROPS"), ("3x3x3", "CLIPSxCROPS"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("banana", "CLIPSxCROPS"),
+        ("0x3", "at least one clip"),
+        ("10x-1", "1 or 3 crops"),
+        ("10x2", "1 or 3 crops"),
+        ("", "CLIPSxCROPS"),
+        ("3", "CLIPSxCROPS"),
+        ("x3", "CLIPSxCROPS"),
+        ("3x3x3", "CLIPSxCROPS"),
+    ],
+)
 def test_view_plan_rejects(text, says):
     with pytest.raises(ViewPlanError, match=says):
         ViewPlan.parse(text)
@@ -55,16 +73,19 @@ def test_published_plan_resolves_from_the_input_config():
     assert ViewPlan(1, 1).single_view and not ViewPlan(1, 1, published=True).single_view
 
 
-@pytest.mark.parametrize("argv", [
-    ["predict", "X.mp4", "--views", "banana"],
-    ["predict", "X.mp4", "--views", "0x3"],
-    ["predict", "X.mp4", "--views", "10x-1"],
-    ["predict", "X.mp4", "--top-k", "0"],
-    ["predict", "X.mp4", "--batch-size", "-2"],
-    ["predict", "X.mp4", "--precision", "fp8"],
-    ["evaluate", "--data", "d.txt", "--out", "o", "--views", "banana"],
-    ["features", "X.mp4", "--out", "o", "--views", "1x2"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "X.mp4", "--views", "banana"],
+        ["predict", "X.mp4", "--views", "0x3"],
+        ["predict", "X.mp4", "--views", "10x-1"],
+        ["predict", "X.mp4", "--top-k", "0"],
+        ["predict", "X.mp4", "--batch-size", "-2"],
+        ["predict", "X.mp4", "--precision", "fp8"],
+        ["evaluate", "--data", "d.txt", "--out", "o", "--views", "banana"],
+        ["features", "X.mp4", "--out", "o", "--views", "1x2"],
+    ],
+)
 def test_bad_arguments_exit_2_with_one_message(argv):
     proc = subprocess.run([sys.executable, "-m", "videozoo", *argv], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
@@ -73,6 +94,7 @@ def test_bad_arguments_exit_2_with_one_message(argv):
 
 
 # -- precision -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_takes_bf16_only_where_native(monkeypatch, native, expected):
@@ -95,7 +117,9 @@ def test_emulated_slowdown_is_measured():
     assert precision_mod.emulated_bf16_slowdown() > 0
 
 
-@pytest.mark.parametrize("precision, device, says", [("fp16", "cpu", "fp16 is for CUDA"), ("fp64", "cpu", "unknown precision")])
+@pytest.mark.parametrize(
+    "precision, device, says", [("fp16", "cpu", "fp16 is for CUDA"), ("fp64", "cpu", "unknown precision")]
+)
 def test_bad_precision_is_refused(precision, device, says):
     with pytest.raises(ValueError, match=says):
         resolve_precision(precision, device)
@@ -110,8 +134,24 @@ def test_cuda_without_gpu_is_one_clear_error():
 
 def test_precision_is_reported_in_json_results(video, tmp_path, model):
     weights = videozoo.save_model(model, tmp_path / "w.pth")
-    proc = subprocess.run([sys.executable, "-m", "videozoo", "predict", video, "--model", MODEL, "--weights", str(weights),
-                           "--json", "--precision", "fp32"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "videozoo",
+            "predict",
+            video,
+            "--model",
+            MODEL,
+            "--weights",
+            str(weights),
+            "--json",
+            "--precision",
+            "fp32",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     entry = json.loads(proc.stdout.splitlines()[-1])
     assert entry["precision"] == "fp32" and entry["views"] == "1x1"
@@ -119,6 +159,7 @@ def test_precision_is_reported_in_json_results(video, tmp_path, model):
 
 
 # -- batching --------------------------------------------------------------------------------------
+
 
 def test_micro_batches_give_the_same_scores_as_one_batch(video, model, monkeypatch):
     whole = Engine(model, views="4x3", precision="fp32", batch_size=12)
@@ -145,6 +186,7 @@ def test_view_bytes_estimate_matches_slow_r50_res2():
 
 
 # -- one path for every job ------------------------------------------------------------------------
+
 
 def test_features_and_scores_come_from_the_same_views(video, model):
     engine = Engine(model, views="2x3", precision="fp32")

@@ -1,4 +1,5 @@
 """Predict and evaluate end to end on generated videos with deterministic weights."""
+
 import dataclasses
 import json
 import os
@@ -85,9 +86,29 @@ def test_two_processes_evaluate_each_video_once_with_equal_metrics(weights, data
     single = _run(weights, dataset, tmp_path / "one")
     out = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
-           "-m", "videozoo", "evaluate", "--model", MODEL, "--weights", weights, "--data", str(dataset),
-           "--out", str(out), "--workers", "0", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--standalone",
+        "-m",
+        "videozoo",
+        "evaluate",
+        "--model",
+        MODEL,
+        "--weights",
+        weights,
+        "--data",
+        str(dataset),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = read_records(out / "predictions.jsonl")
@@ -103,8 +124,23 @@ def test_predict_cli_json_and_error_entry(weights, dataset, capsys):
     from videozoo.cli import main
 
     root = dataset.parent
-    rc = main(["predict", str(root / "v0.mp4"), str(root / "broken.mp4"), str(root / "v1.mp4"),
-               "--model", MODEL, "--weights", weights, "--json", "--top-k", "3", "--batch-size", "1"])
+    rc = main(
+        [
+            "predict",
+            str(root / "v0.mp4"),
+            str(root / "broken.mp4"),
+            str(root / "v1.mp4"),
+            "--model",
+            MODEL,
+            "--weights",
+            weights,
+            "--json",
+            "--top-k",
+            "3",
+            "--batch-size",
+            "1",
+        ]
+    )
     assert rc == 1
     entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [Path(e["video"]).name for e in entries] == ["v0.mp4", "broken.mp4", "v1.mp4"]
@@ -142,8 +178,13 @@ def test_bf16_scores_close_to_fp32(weights, dataset):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
 def test_keep_freed_memory_switch():
     code = "from videozoo.engine.optimize import keep_freed_memory as k; print(k())"
-    run = lambda env: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,  # noqa: E731
-                                     env={**os.environ, **env}, check=True).stdout.strip()
+
+    def run(env):
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=True
+        )
+        return proc.stdout.strip()
+
     import platform
 
     expected = "True" if platform.libc_ver()[0] == "glibc" else "False"

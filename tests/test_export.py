@@ -7,6 +7,7 @@ input): what an export can get wrong is the graph, which is the same at every si
 traced once, with a dynamic batch, and checked at batch 1 and 2. Full-size parity of the seed models
 is the slow test at the end.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,17 @@ from videozoo.export.graph import prepare, trace  # noqa: E402
 TOL = 1e-4
 CROP = 64
 # Frames of the reduced clip (the fast pathway's for SlowFast); the rest take min(T, 8).
-FRAMES = {"mvit_base_16x4": 4, "x3d_xs": 4, "x3d_s": 4, "x3d_m": 4, "x3d_l": 4, "s3d": 16, "slowfast_r50": 16, "slowfast_r101": 16,
-          "slowfast_16x8_r101_50_50": 16}
+FRAMES = {
+    "mvit_base_16x4": 4,
+    "x3d_xs": 4,
+    "x3d_s": 4,
+    "x3d_m": 4,
+    "x3d_l": 4,
+    "s3d": 16,
+    "slowfast_r50": 16,
+    "slowfast_r101": 16,
+    "slowfast_16x8_r101_50_50": 16,
+}
 # Two fixture models run by default: the two-pathway model, and the one with non-local attention (X3D is the
 # command tests' subject, MViT a 3-block variant's); the other fixture models are marked slow:
 # each trace-and-convert costs seconds however small the clip.
@@ -84,8 +94,10 @@ def _reduce_mvit(model, frames: int, crop: int):
     other weight and the first rows of the learned position tables."""
     small = videozoo.get_spec(model.model_name).build(num_frames=frames, crop_size=crop).eval()
     own = small.state_dict()
-    state = {k: v[:, : own[k].shape[1]] if k.startswith("cls_positional_encoding.pos_embed") else v
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v[:, : own[k].shape[1]] if k.startswith("cls_positional_encoding.pos_embed") else v
+        for k, v in model.state_dict().items()
+    }
     small.load_state_dict(state)
     small.model_name, small.class_names = model.model_name, model.class_names
     small.input_config = dataclasses.replace(model.input_config, num_frames=frames, crop_size=crop, short_side=crop)
@@ -122,7 +134,9 @@ def exported(tmp_path_factory):
 
 
 @pytest.mark.skipif(not FIXTURE_MODELS, reason=f"reference fixtures not found at {FIXTURES}")
-@pytest.mark.parametrize("name", [n if n in FAST_PARITY else pytest.param(n, marks=pytest.mark.slow) for n in FIXTURE_MODELS])
+@pytest.mark.parametrize(
+    "name", [n if n in FAST_PARITY else pytest.param(n, marks=pytest.mark.slow) for n in FIXTURE_MODELS]
+)
 def test_export_parity(name, exported):
     _check_parity(*exported(name))
 
@@ -159,6 +173,7 @@ def _check_parity(model, x1, session, program, meta, onnx_path) -> None:
 
 # -- the command --------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
     """An x3d_xs checkpoint (the fixture's weights) recording a reduced clip, so exports and runs are quick."""
@@ -181,8 +196,23 @@ def small_onnx(small_checkpoint):
 
 def test_cli_export_program_runs_like_the_model(small_checkpoint, tmp_path, capsys):
     out = tmp_path / "m.pt2"
-    assert main(["export", "x3d_xs", "--weights", str(small_checkpoint), "--format", "exported-program",
-                 "--out", str(out), "--batch", "3"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "x3d_xs",
+                "--weights",
+                str(small_checkpoint),
+                "--format",
+                "exported-program",
+                "--out",
+                str(out),
+                "--batch",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert str(out) in capsys.readouterr().out
     program, meta = load_program(out)
     model = videozoo.create_model("x3d_xs", weights=str(small_checkpoint))
@@ -205,8 +235,10 @@ def test_onnx_file_is_self_describing(small_onnx, small_checkpoint):
     record = json.loads(props["videozoo_meta"])
     assert record["model"] == "x3d_xs" and record["videozoo_version"] == videozoo.__version__
     assert record["input"]["crop_size"] == CROP and len(record["class_names"]) == 400
-    assert InputConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["input"].items()}) == \
-        videozoo.create_model("x3d_xs", weights=str(small_checkpoint)).input_config
+    assert (
+        InputConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["input"].items()})
+        == videozoo.create_model("x3d_xs", weights=str(small_checkpoint)).input_config
+    )
     assert proto.producer_name == "videozoo"
 
 
@@ -216,16 +248,22 @@ def _error(argv, capsys) -> tuple[int, str]:
     return code, err
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["export", "no_such_model"], "unknown model 'no_such_model'"),
-    (["export", "x3d_xs", "--weights", "/no/such/file.pth"], "/no/such/file.pth: no such checkpoint file"),
-    (["export", "x3d_xs", "--weights", "none", "--out", "/no/such/dir/m.onnx"], "--out /no/such/dir/m.onnx: the folder"),
-    (["export", "x3d_xs", "--weights", "none", "--out", "/"], "is a directory"),
-    (["export", "x3d_xs", "--weights", "none", "--batch", "zero"], "--batch 'zero'"),
-    (["export", "x3d_xs", "--weights", "none", "--batch", "0"], "--batch '0'"),
-    (["export", "x3d_xs", "--weights", "none", "--opset", "11"], "--opset 11"),
-    (["export", "x3d_xs", "--weights", "none", "--format", "exported-program", "--opset", "18"], "--opset applies"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["export", "no_such_model"], "unknown model 'no_such_model'"),
+        (["export", "x3d_xs", "--weights", "/no/such/file.pth"], "/no/such/file.pth: no such checkpoint file"),
+        (
+            ["export", "x3d_xs", "--weights", "none", "--out", "/no/such/dir/m.onnx"],
+            "--out /no/such/dir/m.onnx: the folder",
+        ),
+        (["export", "x3d_xs", "--weights", "none", "--out", "/"], "is a directory"),
+        (["export", "x3d_xs", "--weights", "none", "--batch", "zero"], "--batch 'zero'"),
+        (["export", "x3d_xs", "--weights", "none", "--batch", "0"], "--batch '0'"),
+        (["export", "x3d_xs", "--weights", "none", "--opset", "11"], "--opset 11"),
+        (["export", "x3d_xs", "--weights", "none", "--format", "exported-program", "--opset", "18"], "--opset applies"),
+    ],
+)
 def test_cli_export_errors(argv, says, capsys):
     code, err = _error(argv, capsys)
     assert code == 2 and says in err and "Traceback" not in err
@@ -240,10 +278,13 @@ def test_cli_export_unreadable_weights(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
-@pytest.mark.parametrize("argv, package", [
-    (["export", "x3d_xs", "--weights", "none", "--format", "onnx"], "onnxscript"),
-    (["predict", "v.mp4", "--model", "x3d_xs", "--weights", "{onnx}"], "onnxruntime"),
-])
+@pytest.mark.parametrize(
+    "argv, package",
+    [
+        (["export", "x3d_xs", "--weights", "none", "--format", "onnx"], "onnxscript"),
+        (["predict", "v.mp4", "--model", "x3d_xs", "--weights", "{onnx}"], "onnxruntime"),
+    ],
+)
 def test_missing_extra_is_one_clear_error(argv, package, small_onnx, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, package, None)  # `import package` now raises ImportError
     code, err = _error([a.format(onnx=small_onnx) for a in argv], capsys)
@@ -267,6 +308,7 @@ def test_python_api_errors_before_tracing(tmp_path):
 
 # -- the engine's onnxruntime backend ----------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     from videogen import make_video
@@ -288,8 +330,20 @@ def test_engine_onnxruntime_equals_eager(small_onnx, small_checkpoint, video):
 
 def test_cli_predict_onnxruntime_equals_eager(small_onnx, small_checkpoint, video, capsys):
     def run(weights, *extra):
-        argv = ["predict", video, "--model", "x3d_xs", "--weights", str(weights), "--views", "2x1", "--top-k", "400",
-                "--json", *extra]
+        argv = [
+            "predict",
+            video,
+            "--model",
+            "x3d_xs",
+            "--weights",
+            str(weights),
+            "--views",
+            "2x1",
+            "--top-k",
+            "400",
+            "--json",
+            *extra,
+        ]
         assert main(argv) == 0
         captured = capsys.readouterr()
         return json.loads(captured.out), captured.err
@@ -303,12 +357,15 @@ def test_cli_predict_onnxruntime_equals_eager(small_onnx, small_checkpoint, vide
     assert max(abs(ref_p[k] - got_p[k]) for k in ref_p) <= TOL * top
 
 
-@pytest.mark.parametrize("kwargs, says", [
-    ({"weights": "kinetics400", "backend": "onnxruntime"}, "runs an exported ONNX file"),
-    ({"weights": "{onnx}", "backend": "torch"}, "runs with --backend onnxruntime"),
-    ({"weights": "{onnx}", "backend": "tensorrt"}, "--backend 'tensorrt'"),
-    ({"weights": "{onnx}", "precision": "bf16"}, "--precision bf16"),
-])
+@pytest.mark.parametrize(
+    "kwargs, says",
+    [
+        ({"weights": "kinetics400", "backend": "onnxruntime"}, "runs an exported ONNX file"),
+        ({"weights": "{onnx}", "backend": "torch"}, "runs with --backend onnxruntime"),
+        ({"weights": "{onnx}", "backend": "tensorrt"}, "--backend 'tensorrt'"),
+        ({"weights": "{onnx}", "precision": "bf16"}, "--precision bf16"),
+    ],
+)
 def test_engine_onnxruntime_errors(kwargs, says, small_onnx):
     kwargs = {k: v.format(onnx=small_onnx) for k, v in kwargs.items()}
     with pytest.raises(ValueError, match=says):
@@ -350,7 +407,9 @@ def test_full_size_export_parity(name, tmp_path):
         with torch.inference_mode():
             ref = model(list(batch) if len(batch) == 2 else batch[0])
             got_program = program(*batch)["logits"]
-        got_onnx = torch.from_numpy(session.run(["logits"], {n: t.numpy() for n, t in zip(names, batch, strict=True)})[0])
+        got_onnx = torch.from_numpy(
+            session.run(["logits"], {n: t.numpy() for n, t in zip(names, batch, strict=True)})[0]
+        )
         assert _rel_err(got_onnx, ref) <= TOL and _rel_err(got_program, ref) <= TOL
         if fx["output_kind"] == "logits":
             assert _rel_err(got_onnx[0], reference) <= TOL

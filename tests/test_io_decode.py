@@ -360,8 +360,14 @@ def test_undecodable_stream(tmp_path):
 
 @pytest.mark.parametrize(
     "window,match",
-    [((2.0, 3.0), "after the end"), ((5.0, 6.0), "after the end"), ((-1.0, 0.0), "before the video"),
-     ((1.0, 1.0), "empty"), ((1.0, 0.5), "empty"), ((float("nan"), 1.0), "empty")],
+    [
+        ((2.0, 3.0), "after the end"),
+        ((5.0, 6.0), "after the end"),
+        ((-1.0, 0.0), "before the video"),
+        ((1.0, 1.0), "empty"),
+        ((1.0, 0.5), "empty"),
+        ((float("nan"), 1.0), "empty"),
+    ],
 )
 def test_window_outside_video(tmp_path, window, match):
     p = make_video(tmp_path / "v.mp4", codec="h264", num_frames=60)

@@ -27,15 +27,27 @@ def write(folder, name, index, size=(64, 48)):
 LAYOUTS = {
     "i3d-img_%05d.jpg": (("img_{:05d}.jpg", range(1, 13)), ["cover.png", "notes.txt"], "img_%05d.jpg", range(1, 13)),
     "bare-%05d.jpg-from-0": (("{:05d}.jpg", range(0, 12)), ["thumb.jpg"], "%05d.jpg", range(0, 12)),
-    "frame_%06d.png-with-thumbnails": (("frame_{:06d}.png", range(1, 11)),
-                                       ["thumb_01.jpg", "thumb_02.jpg", "thumb_03.jpg"], "frame_%06d.png", range(1, 11)),
+    "frame_%06d.png-with-thumbnails": (
+        ("frame_{:06d}.png", range(1, 11)),
+        ["thumb_01.jpg", "thumb_02.jpg", "thumb_03.jpg"],
+        "frame_%06d.png",
+        range(1, 11),
+    ),
     "unpadded-image_%d.jpg": (("image_{:d}.jpg", range(1, 13)), ["image_cover.jpg"], "image_%d.jpg", range(1, 13)),
     "upper-case-extension": (("IMG_{:04d}.JPG", range(1, 9)), [], "IMG_%04d.JPG", range(1, 9)),
     "more-numbers-than-padding": (("img_{:02d}.png", range(95, 105)), [], "img_%02d.png", range(95, 105)),
-    "majority-pattern-wins": (("b_{:03d}.png", range(1, 10)), [f"a_{i:03d}.png" for i in range(1, 6)],
-                              "b_%03d.png", range(1, 10)),
-    "digits-in-the-prefix": (("cam2_take3_{:05d}.png", range(1, 9)), ["cam2_cover.png"],
-                             "cam2_take3_%05d.png", range(1, 9)),
+    "majority-pattern-wins": (
+        ("b_{:03d}.png", range(1, 10)),
+        [f"a_{i:03d}.png" for i in range(1, 6)],
+        "b_%03d.png",
+        range(1, 10),
+    ),
+    "digits-in-the-prefix": (
+        ("cam2_take3_{:05d}.png", range(1, 9)),
+        ["cam2_cover.png"],
+        "cam2_take3_%05d.png",
+        range(1, 9),
+    ),
 }
 
 

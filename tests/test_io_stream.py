@@ -87,8 +87,9 @@ def file_frames(path):
 @pytest.mark.parametrize("fmt,rotate", [("mpegts", 0), ("matroska", 90), ("nut", 0)])
 def test_stdin_stream_written_by_pyav(tmp_path, fmt, rotate):
     writer = subprocess.Popen(python(WRITER, fmt, 45, rotate), stdout=subprocess.PIPE, env=ENV)
-    reader = subprocess.run(python(READER, 4), stdin=writer.stdout, capture_output=True, text=True, env=ENV,
-                            timeout=120)
+    reader = subprocess.run(
+        python(READER, 4), stdin=writer.stdout, capture_output=True, text=True, env=ENV, timeout=120
+    )
     writer.stdout.close()
     assert writer.wait(timeout=60) == 0
     assert reader.returncode == 0, reader.stderr
@@ -107,8 +108,7 @@ def test_stdin_stream_written_by_pyav(tmp_path, fmt, rotate):
         assert [f[2] for f in frames] == list(range(0, 45, 4))
     # The same bytes, written to a file, decode to exactly the same pictures.
     same = tmp_path / f"same.{fmt}"
-    same.write_bytes(subprocess.run(python(WRITER, fmt, 45, rotate), capture_output=True, env=ENV,
-                                    check=True).stdout)
+    same.write_bytes(subprocess.run(python(WRITER, fmt, 45, rotate), capture_output=True, env=ENV, check=True).stdout)
     ref = file_frames(same)
     assert [f[3] for f in frames] == [ref[i][1] for i in range(0, 45, 4)]
 
@@ -119,8 +119,14 @@ def test_stdin_from_a_fifo(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     # The shell's redirection waits for the writer; the reader never sees the FIFO's path.
-    reader = subprocess.Popen(f'"{sys.executable}" -c \'{READER}\' 1 < "{fifo}"', shell=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    reader = subprocess.Popen(
+        f'"{sys.executable}" -c \'{READER}\' 1 < "{fifo}"',
+        shell=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     with open(fifo, "wb") as f:
         f.write(video.read_bytes())
     stdout, stderr = reader.communicate(timeout=120)
@@ -132,9 +138,11 @@ def test_stdin_from_a_fifo(tmp_path):
 
 @pytest.mark.parametrize(
     "stdin,match",
-    [("devnull", "cannot read a video stream from standard input"),
-     ("text", "cannot read a video stream from standard input"),
-     ("tty", "standard input is a terminal")],
+    [
+        ("devnull", "cannot read a video stream from standard input"),
+        ("text", "cannot read a video stream from standard input"),
+        ("tty", "standard input is a terminal"),
+    ],
 )
 def test_stdin_that_holds_no_stream(tmp_path, stdin, match):
     if stdin == "tty":

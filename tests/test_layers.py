@@ -3,6 +3,7 @@
 The contract lives in pyproject.toml (import-linter): cli > train > jobs > engine > models >
 weights > data > io.
 """
+
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
 """The video-nonlocal-net I3D: Caffe2 pickles of either numpy era, blob names, strict blob checks."""
+
 import pickle
 
 import numpy as np

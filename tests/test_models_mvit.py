@@ -1,4 +1,5 @@
 """MViT specifics: the fixed clip size and the MViT-B stage schedule."""
+
 import pytest
 import torch
 

@@ -4,6 +4,7 @@ The fixture's deterministic weights are written once with pytorchvideo's names (
 renamed the way PySlowFast's `video_model_builder` names the same layers; both files must give
 the same model and the same output.
 """
+
 import re
 
 import pytest

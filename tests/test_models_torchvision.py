@@ -1,4 +1,5 @@
 """The torchvision families: what their layouts and checkpoint conversion add to the generic tests."""
+
 import torch
 import torch.nn.functional as F
 

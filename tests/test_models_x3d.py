@@ -1,4 +1,5 @@
 """X3D specifics: the head's training-size window, and the widths set by channel rounding."""
+
 import pytest
 import torch
 

@@ -4,6 +4,7 @@ Each model's smallest fixture runs in the default set; its fixtures at larger cr
 slow. The scoring over several head positions (per-position softmax, averaged), which only the
 fixtures at a model's test crop exercise, stays in the default set through X3D-XS, the cheapest.
 """
+
 import math
 
 import pytest
@@ -56,5 +57,6 @@ def test_default_set_covers_every_model_once_and_several_positions():
     models = [load_fixture(s)["model"] for s in default]
     assert set(models) == {load_fixture(s)["model"] for s in STEMS}
     assert sorted(s for s in default if models.count(load_fixture(s)["model"]) > 1) == [
-        MULTI_POSITION, f"{MULTI_POSITION}_at160"
+        MULTI_POSITION,
+        f"{MULTI_POSITION}_at160",
     ]

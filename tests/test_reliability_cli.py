@@ -1,5 +1,6 @@
 """The command line: `videozoo convert` into a bad place writes nothing; every subcommand answers bad
 arguments with exit status 2 and one message, never a traceback."""
+
 from __future__ import annotations
 
 import errno
@@ -51,8 +52,11 @@ def _unwritable(tmp_path: Path) -> Path:
 BAD_OUTPUT = [
     ("a folder", lambda src, t: t, "is a folder; name the output file"),
     ("its own input", lambda src, t: src, "is the input checkpoint itself"),
-    ("its own input by another name", lambda src, t: src.parent / "." / ".." / src.parent.name / src.name,
-     "is the input checkpoint itself"),
+    (
+        "its own input by another name",
+        lambda src, t: src.parent / "." / ".." / src.parent.name / src.name,
+        "is the input checkpoint itself",
+    ),
     ("under a file", lambda src, t: (t / "f").write_text("x") and t / "f" / "out.pth", "is a file, so the output"),
     ("unwritable", lambda src, t: _unwritable(t), "cannot write in"),
     ("no checkpoint suffix", lambda src, t: t / "out.bin", "must end in .pth, .pt or .safetensors"),
@@ -182,9 +186,18 @@ def test_zero_workers_is_accepted(command, capsys):
 
 
 def test_a_real_process_exits_2_without_a_traceback(tmp_path):
-    env = {**os.environ, "VIDEOZOO_OFFLINE": "1", "VIDEOZOO_HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
-    for argv in (["-m", "videozoo", "predict", "v.mp4", "--model", "x3d_xss"],
-                 ["-m", "videozoo.train", "--model", "x3d_xs", "--data", "l.txt", "--out", str(tmp_path / "o"), "--epochs", "0"]):
-        proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "VIDEOZOO_OFFLINE": "1",
+        "VIDEOZOO_HOME": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    for argv in (
+        ["-m", "videozoo", "predict", "v.mp4", "--model", "x3d_xss"],
+        ["-m", "videozoo.train", "--model", "x3d_xs", "--data", "l.txt", "--out", str(tmp_path / "o"), "--epochs", "0"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, *argv], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len([line for line in proc.stderr.splitlines() if "error:" in line]) == 1

@@ -1,5 +1,6 @@
 """Runs and their output folders: locked, tied to their settings, resumable after kill -9, and a full
 disk or a bad --out stops them cleanly. Evaluation, feature extraction and training alike."""
+
 from __future__ import annotations
 
 import errno
@@ -85,13 +86,30 @@ def _eval_cfg(weights, dataset, out, **kw):
 
 
 def _feat_cfg(weights, dataset, out, **kw):
-    return FeatureConfig(model=MODEL, data=str(dataset), out=str(out), weights=weights, workers=0, precision="fp32",
-                         views="1x3", **kw)
+    return FeatureConfig(
+        model=MODEL, data=str(dataset), out=str(out), weights=weights, workers=0, precision="fp32", views="1x3", **kw
+    )
 
 
 def _cli(job, weights, dataset, out, *more):
-    return [job, "--model", MODEL, "--weights", weights, "--data", str(dataset), "--out", str(out),
-            "--workers", "0", "--precision", "fp32", "--device", "cpu", *more]
+    return [
+        job,
+        "--model",
+        MODEL,
+        "--weights",
+        weights,
+        "--data",
+        str(dataset),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        *more,
+    ]
 
 
 def _untimed(path: Path) -> list[dict]:
@@ -106,12 +124,15 @@ def _metrics(out: Path) -> dict:
 
 def _kill_when(cmd: list[str], ready, delay: float, timeout: float = 240) -> None:
     """Run `cmd` in a slowed-down child and kill -9 it as soon as `ready()` holds."""
-    child = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, str(delay), *cmd], env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CHILD, str(delay), *cmd], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     t0 = time.monotonic()
     try:
         while not ready():
-            assert child.poll() is None, f"the run ended before it could be killed: {child.stderr.read().decode()[-2000:]}"
+            assert child.poll() is None, (
+                f"the run ended before it could be killed: {child.stderr.read().decode()[-2000:]}"
+            )
             assert time.monotonic() - t0 < timeout
             time.sleep(0.02)
         os.kill(child.pid, signal.SIGKILL)
@@ -139,30 +160,80 @@ def test_evaluate_killed_and_resumed_equals_uninterrupted(weights, dataset, tmp_
 def test_features_killed_and_resumed_equals_uninterrupted(weights, dataset, tmp_path):
     extract_features(_feat_cfg(weights, dataset, tmp_path / "full"))
     out = tmp_path / "killed"
-    _kill_when(_cli("features", weights, dataset, out, "--views", "1x3"),
-               lambda: len(read_records(out / "index.jsonl")) >= 2, delay=0.4)
+    _kill_when(
+        _cli("features", weights, dataset, out, "--views", "1x3"),
+        lambda: len(read_records(out / "index.jsonl")) >= 2,
+        delay=0.4,
+    )
     extract_features(_feat_cfg(weights, dataset, out, resume=True))
     for name in ("clip_features.npy", "video_features.npy", "index.json"):
         assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
 
 
-TINY = ["--epochs", "3", "--batch-size", "3", "--num-workers", "0", "--lr", "0.05", "--warmup-epochs", "1",
-        "--milestones", "2", "--arch", "width_factor=0.5", "depth_factor=0.5", "head_width=32", "--num-frames", "4",
-        "--sampling-rate", "2", "--fps", "15", "--crop-size", "24", "--short-side", "28", "--progress", "none",
-        "--no-tensorboard", "--no-plot", "--device", "cpu"]
+TINY = [
+    "--epochs",
+    "3",
+    "--batch-size",
+    "3",
+    "--num-workers",
+    "0",
+    "--lr",
+    "0.05",
+    "--warmup-epochs",
+    "1",
+    "--milestones",
+    "2",
+    "--arch",
+    "width_factor=0.5",
+    "depth_factor=0.5",
+    "head_width=32",
+    "--num-frames",
+    "4",
+    "--sampling-rate",
+    "2",
+    "--fps",
+    "15",
+    "--crop-size",
+    "24",
+    "--short-side",
+    "28",
+    "--progress",
+    "none",
+    "--no-tensorboard",
+    "--no-plot",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     from videozoo.data.synth import make_dataset
 
-    return make_dataset(tmp_path_factory.mktemp("synth"), classes=("move_left", "move_right", "zoom_in"),
-                        videos_per_class=3, size=(32, 32), num_frames=12, seed=3)
+    return make_dataset(
+        tmp_path_factory.mktemp("synth"),
+        classes=("move_left", "move_right", "zoom_in"),
+        videos_per_class=3,
+        size=(32, 32),
+        num_frames=12,
+        seed=3,
+    )
 
 
 def _train_argv(synth, out, *more):
-    return ["train", "--model", MODEL, "--data", str(synth.train_list), "--val-data", str(synth.val_list),
-            "--out", str(out), *TINY, *more]
+    return [
+        "train",
+        "--model",
+        MODEL,
+        "--data",
+        str(synth.train_list),
+        "--val-data",
+        str(synth.val_list),
+        "--out",
+        str(out),
+        *TINY,
+        *more,
+    ]
 
 
 def _train_rows(out: Path) -> list[list[str]]:
@@ -187,14 +258,17 @@ def test_train_killed_and_resumed_equals_uninterrupted(synth, tmp_path):
 
 # -- the lock ---------------------------------------------------------------------------------------------
 
-HOLD_LOCK = "import sys, time; from videozoo.jobs.rundir import RunLock; RunLock(sys.argv[1]).acquire(); " \
-            "print('locked', flush=True); time.sleep(float(sys.argv[2]))"
+HOLD_LOCK = (
+    "import sys, time; from videozoo.jobs.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
+    "print('locked', flush=True); time.sleep(float(sys.argv[2]))"
+)
 
 
 def _holder(out: Path, seconds: float) -> subprocess.Popen:
     out.mkdir(parents=True, exist_ok=True)
-    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out), str(seconds)], env=ENV,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out), str(seconds)], env=ENV, stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout.readline().strip() == "locked"
     return child
 
@@ -242,8 +316,16 @@ def test_resume_with_other_settings_is_refused_listing_each(weights, dataset, tm
     changed.write_text(dataset.read_text().replace("zumba", "abseiling"))
     for video in Path(dataset).parent.glob("*.mp4"):
         (tmp_path / video.name).symlink_to(video)
-    cfg = EvalConfig(model=MODEL, data=str(changed), out=str(out), weights=other, workers=0, precision="fp32",
-                     views="2x1", resume=True)
+    cfg = EvalConfig(
+        model=MODEL,
+        data=str(changed),
+        out=str(out),
+        weights=other,
+        workers=0,
+        precision="fp32",
+        views="2x1",
+        resume=True,
+    )
     with pytest.raises(ResumeMismatchError) as e:
         evaluate(cfg)
     message = str(e.value)
@@ -257,8 +339,18 @@ def test_resume_of_features_and_training_checks_identity_too(weights, dataset, s
     out = tmp_path / "f"
     extract_features(_feat_cfg(weights, dataset, out))
     with pytest.raises(ResumeMismatchError, match="views: '1x3' in the first run, '1x1' now"):
-        extract_features(FeatureConfig(model=MODEL, data=str(dataset), out=str(out), weights=weights, workers=0,
-                                       precision="fp32", views="1x1", resume=True))
+        extract_features(
+            FeatureConfig(
+                model=MODEL,
+                data=str(dataset),
+                out=str(out),
+                weights=weights,
+                workers=0,
+                precision="fp32",
+                views="1x1",
+                resume=True,
+            )
+        )
     import argparse
 
     from videozoo.cli.main import main
@@ -271,7 +363,9 @@ def test_resume_of_features_and_training_checks_identity_too(weights, dataset, s
     argv[argv.index("--data") + 1] = str(data)
     assert main(argv) == 0
     data.write_text(data.read_text() + "# one more line\n")
-    resume = config_from_args(add_cli_arguments(argparse.ArgumentParser()).parse_args([*argv[1:], "--epochs", "2", "--resume"]))
+    resume = config_from_args(
+        add_cli_arguments(argparse.ArgumentParser()).parse_args([*argv[1:], "--epochs", "2", "--resume"])
+    )
     with pytest.raises(ResumeMismatchError, match="data_sha256: .* in the first run, .* now"):
         train(resume)
 
@@ -306,7 +400,9 @@ BAD_OUT = [
 
 @pytest.mark.parametrize("job", ["evaluate", "features", "train"])
 @pytest.mark.parametrize("make_out, words", [c[1:] for c in BAD_OUT], ids=[c[0] for c in BAD_OUT])
-def test_an_unusable_out_is_an_error_before_work_starts(weights, dataset, synth, tmp_path, capsys, job, make_out, words):
+def test_an_unusable_out_is_an_error_before_work_starts(
+    weights, dataset, synth, tmp_path, capsys, job, make_out, words
+):
     from videozoo.cli.main import main
 
     out = make_out(tmp_path)

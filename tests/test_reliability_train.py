@@ -1,5 +1,6 @@
 """Training that cannot learn stops early and says why: no readable video (or none of a class) before
 the first epoch; a loss that becomes NaN at the step it happens, keeping the last good checkpoint."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,18 +13,56 @@ from videozoo.jobs.rundir import RunError
 from videozoo.train import train
 from videozoo.train.config import add_cli_arguments, config_from_args
 
-TINY = ["--epochs", "3", "--batch-size", "3", "--num-workers", "0", "--lr", "0.05", "--warmup-epochs", "1",
-        "--milestones", "2", "--arch", "width_factor=0.5", "depth_factor=0.5", "head_width=32", "--num-frames", "4",
-        "--sampling-rate", "2", "--fps", "15", "--crop-size", "24", "--short-side", "28", "--progress", "none",
-        "--no-tensorboard", "--no-plot", "--device", "cpu", "--model", "x3d_xs"]
+TINY = [
+    "--epochs",
+    "3",
+    "--batch-size",
+    "3",
+    "--num-workers",
+    "0",
+    "--lr",
+    "0.05",
+    "--warmup-epochs",
+    "1",
+    "--milestones",
+    "2",
+    "--arch",
+    "width_factor=0.5",
+    "depth_factor=0.5",
+    "head_width=32",
+    "--num-frames",
+    "4",
+    "--sampling-rate",
+    "2",
+    "--fps",
+    "15",
+    "--crop-size",
+    "24",
+    "--short-side",
+    "28",
+    "--progress",
+    "none",
+    "--no-tensorboard",
+    "--no-plot",
+    "--device",
+    "cpu",
+    "--model",
+    "x3d_xs",
+]
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     from videozoo.data.synth import make_dataset
 
-    return make_dataset(tmp_path_factory.mktemp("synth"), classes=("move_left", "move_right"),
-                        videos_per_class=3, size=(32, 32), num_frames=12, seed=3)
+    return make_dataset(
+        tmp_path_factory.mktemp("synth"),
+        classes=("move_left", "move_right"),
+        videos_per_class=3,
+        size=(32, 32),
+        num_frames=12,
+        seed=3,
+    )
 
 
 def _junk(folder, name):
@@ -43,7 +82,11 @@ def _class_without_videos(synth, tmp):
 
 UNTRAINABLE = [
     ("no readable video", _no_videos, "none of the 3 training videos can be read"),
-    ("a class without a readable video", _class_without_videos, "1 class(es) have no readable training video: 'zoom_out'"),
+    (
+        "a class without a readable video",
+        _class_without_videos,
+        "1 class(es) have no readable training video: 'zoom_out'",
+    ),
 ]
 
 

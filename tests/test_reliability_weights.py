@@ -1,6 +1,7 @@
 """Weight downloads against a misbehaving server on 127.0.0.1: every bad body or connection ends in
 one clear error within a bounded time with nothing cached; transient failures are retried; a
 mirror replaces the host; non-finite weights are refused by name."""
+
 from __future__ import annotations
 
 import http.server
@@ -76,7 +77,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(GOOD)))
         self.end_headers()
         for i in range(0, len(GOOD), 10):
-            self.wfile.write(GOOD[i:i + 10])
+            self.wfile.write(GOOD[i : i + 10])
             self.wfile.flush()
             time.sleep(0.05)
 
@@ -185,8 +186,10 @@ def test_bad_download_settings_name_the_variable(server, home, monkeypatch):
         hub.fetch(WeightSource(url=f"{server}/good/w.pth", format="torchvision"), progress=False)
 
 
-@pytest.mark.parametrize("value, kind", [(float("nan"), "1 NaN, 0 infinite"), (float("inf"), "0 NaN, 1 infinite"),
-                                         (float("-inf"), "0 NaN, 1 infinite")])
+@pytest.mark.parametrize(
+    "value, kind",
+    [(float("nan"), "1 NaN, 0 infinite"), (float("inf"), "0 NaN, 1 infinite"), (float("-inf"), "0 NaN, 1 infinite")],
+)
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, value, kind, suffix):
     bad = torch.ones(3, 4)

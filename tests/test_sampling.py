@@ -1,4 +1,5 @@
 """Clip windows against the reference protocols' formulas, written out here from their sources."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """`videozoo serve`: the API equals the CLI, bad uploads, the size limit, concurrency, temporary
 files, SIGTERM, and the page in a real browser (Playwright + Debian's chromium)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -39,6 +40,7 @@ CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") i
 
 # -- fixtures -----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> str:
     """Random x3d_xs weights with a sharpened head, so the top classes are far apart (no near-ties)."""
@@ -54,8 +56,14 @@ def videos(tmp_path_factory) -> list[Path]:
     """Eight small, different clips."""
     root = tmp_path_factory.mktemp("videos")
     return [
-        make_video(root / f"clip{i}.mp4", num_frames=40 + 4 * i, width=96, height=72,
-                   pattern="noise" if i % 2 else "counter", seed=i)
+        make_video(
+            root / f"clip{i}.mp4",
+            num_frames=40 + 4 * i,
+            width=96,
+            height=72,
+            pattern="noise" if i % 2 else "counter",
+            seed=i,
+        )
         for i in range(8)
     ]
 
@@ -105,8 +113,12 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def server(weights, tmp_path_factory):
     config = ServeConfig(
-        models=(ServedModel(MODEL, weights), ServedModel(SECOND, None)), workers=2, max_queue=8,
-        max_upload_mb=LIMIT_MB, precision="fp32", temp_root=str(tmp_path_factory.mktemp("servetmp")),
+        models=(ServedModel(MODEL, weights), ServedModel(SECOND, None)),
+        workers=2,
+        max_queue=8,
+        max_upload_mb=LIMIT_MB,
+        precision="fp32",
+        temp_root=str(tmp_path_factory.mktemp("servetmp")),
     )
     live = LiveServer(config)
     yield live
@@ -138,6 +150,7 @@ def assert_healthy(server: LiveServer) -> None:
 
 # -- the API ------------------------------------------------------------------------------------------
 
+
 def test_health_and_models(server):
     health = server.client.get("/health").json()
     assert health["status"] == "ok" and health["models"] == [MODEL, SECOND]
@@ -154,10 +167,27 @@ def test_health_and_models(server):
 
 def test_predict_equals_the_cli(server, weights, videos):
     video = videos[0]
-    cmd = [sys.executable, "-m", "videozoo", "predict", video.name, "--model", MODEL, "--weights", weights,
-           "--precision", "fp32", "--views", "2x3", "--top-k", "3", "--json"]
-    proc = subprocess.run(cmd, cwd=video.parent, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "videozoo",
+        "predict",
+        video.name,
+        "--model",
+        MODEL,
+        "--weights",
+        weights,
+        "--precision",
+        "fp32",
+        "--views",
+        "2x3",
+        "--top-k",
+        "3",
+        "--json",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=video.parent, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     assert proc.returncode == 0, proc.stderr
     want = json.loads(proc.stdout.strip().splitlines()[-1])
     r = server.predict(video, views="2x3", top_k=3)
@@ -251,8 +281,9 @@ def test_not_multipart_and_unknown_route(server):
 
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory) -> Path:
-    return make_video(tmp_path_factory.mktemp("long") / "long.mp4", num_frames=150, width=96, height=72,
-                      pattern="noise", seed=7)
+    return make_video(
+        tmp_path_factory.mktemp("long") / "long.mp4", num_frames=150, width=96, height=72, pattern="noise", seed=7
+    )
 
 
 def _timeline_available() -> bool:
@@ -262,8 +293,12 @@ def _timeline_available() -> bool:
 
 
 def test_timeline_bad_fields(server, videos):
-    for fields, says in [({"stride": "-1"}, "stride"), ({"window": "abc"}, "window"), ({"smooth": "0"}, "smooth"),
-                         ({"min_segment": "-2"}, "min_segment")]:
+    for fields, says in [
+        ({"stride": "-1"}, "stride"),
+        ({"window": "abc"}, "window"),
+        ({"smooth": "0"}, "smooth"),
+        ({"min_segment": "-2"}, "min_segment"),
+    ]:
         r = server.client.post("/v1/timeline", files={"video": ("a.mp4", videos[3].read_bytes())}, data=fields)
         if not _timeline_available():
             assert r.status_code == 501 and r.json()["error"]["code"] == "not_implemented"
@@ -276,14 +311,42 @@ def test_timeline_equals_the_cli(server, weights, long_video, tmp_path):
     if not _timeline_available():
         pytest.skip("this installation has no timeline job (videozoo.jobs.timeline)")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "videozoo", "timeline", long_video.name, "--model", MODEL, "--weights", weights,
-           "--precision", "fp32", "--stride", "0.5", "--min-segment", "0.4", "--top-k", "3", "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=long_video.parent, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "videozoo",
+        "timeline",
+        long_video.name,
+        "--model",
+        MODEL,
+        "--weights",
+        weights,
+        "--precision",
+        "fp32",
+        "--stride",
+        "0.5",
+        "--min-segment",
+        "0.4",
+        "--top-k",
+        "3",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=long_video.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr
     want = json.loads((out / "timeline.json").read_text())
-    r = server.client.post("/v1/timeline", files={"video": (long_video.name, long_video.read_bytes())},
-                           data={"stride": "0.5", "min_segment": "0.4", "top_k": "3"})
+    r = server.client.post(
+        "/v1/timeline",
+        files={"video": (long_video.name, long_video.read_bytes())},
+        data={"stride": "0.5", "min_segment": "0.4", "top_k": "3"},
+    )
     assert r.status_code == 200, r.text
     got = r.json()
     assert set(got) == set(want)
@@ -293,9 +356,12 @@ def test_timeline_equals_the_cli(server, weights, long_video, tmp_path):
     for a, b in zip(got["windows"], want["windows"], strict=True):
         assert {k: v for k, v in a.items() if k != "top_k"} == {k: v for k, v in b.items() if k != "top_k"}
         assert [x["label"] for x in a["top_k"]] == [x["label"] for x in b["top_k"]]
-        assert all(abs(x["probability"] - y["probability"]) <= 1e-4 for x, y in zip(a["top_k"], b["top_k"], strict=True))
-    assert [(s["label"], s["start"], s["end"]) for s in got["segments"]] == \
-        [(s["label"], s["start"], s["end"]) for s in want["segments"]]
+        assert all(
+            abs(x["probability"] - y["probability"]) <= 1e-4 for x, y in zip(a["top_k"], b["top_k"], strict=True)
+        )
+    assert [(s["label"], s["start"], s["end"]) for s in got["segments"]] == [
+        (s["label"], s["start"], s["end"]) for s in want["segments"]
+    ]
     assert all(abs(a["score"] - b["score"]) <= 1e-4 for a, b in zip(got["segments"], want["segments"], strict=True))
     assert_healthy(server)
 
@@ -348,7 +414,10 @@ def test_a_model_that_fails_to_load_stops_the_server_with_1(tmp_path):
     missing = tmp_path / "missing.pth"
     proc = subprocess.run(
         [sys.executable, "-m", "videozoo", "serve", "--model", MODEL, "--weights", str(missing), "--port", "0"],
-        capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -356,6 +425,7 @@ def test_a_model_that_fails_to_load_stops_the_server_with_1(tmp_path):
 
 
 # -- the size limit -----------------------------------------------------------------------------------
+
 
 def test_upload_over_the_limit_is_413(server, videos):
     big = os.urandom(int(2.5 * LIMIT_MB * 2**20))
@@ -374,8 +444,10 @@ def test_limit_is_checked_while_streaming(server):
     boundary = "vzboundary"
 
     def body():
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"long.mp4\"\r\n"
-               "Content-Type: video/mp4\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="long.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
         sent = 0
         chunk = os.urandom(64 * 1024)
         while sent < 3 * limit:
@@ -386,8 +458,9 @@ def test_limit_is_checked_while_streaming(server):
                 largest[0] = max([largest[0], *(p.stat().st_size for p in server.stored() if p.exists())])
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    r = server.client.post("/v1/predict", content=body(),
-                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    r = server.client.post(
+        "/v1/predict", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert r.status_code == 413
     assert largest[0] <= limit, f"{largest[0]} bytes stored for a limit of {limit}"
     assert_healthy(server)
@@ -396,14 +469,17 @@ def test_limit_is_checked_while_streaming(server):
 def test_declared_huge_upload_is_refused_before_it_is_sent(server):
     port = int(server.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                  b"Content-Length: 10000000000\r\n\r\n")
+        s.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 10000000000\r\n\r\n"
+        )
         reply = s.recv(65536).decode("latin-1")
     assert reply.startswith("HTTP/1.1 413"), reply[:200]
     assert_healthy(server)
 
 
 # -- concurrency and the queue ------------------------------------------------------------------------
+
 
 def test_eight_concurrent_uploads_all_answer_correctly(server, engine, videos):
     def one(video):
@@ -434,6 +510,7 @@ def test_full_queue_is_503_with_retry_after(server, videos):
 
 # -- the page -----------------------------------------------------------------------------------------
 
+
 def test_page_is_self_contained(server):
     r = server.client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -450,12 +527,31 @@ def test_page_is_self_contained(server):
 
 # -- SIGTERM / Ctrl-C with a real process -------------------------------------------------------------
 
+
 def _start_cli_server(weights: str, tmpdir: Path, *extra: str) -> tuple[subprocess.Popen, str, list[str]]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmpdir), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "videozoo", "serve", "--model", MODEL, "--weights", weights, "--port", "0",
-         "--precision", "fp32", "--log-level", "warning", *extra],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "videozoo",
+            "serve",
+            "--model",
+            MODEL,
+            "--weights",
+            weights,
+            "--port",
+            "0",
+            "--precision",
+            "fp32",
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     lines: list[str] = []
     url = None
@@ -476,20 +572,26 @@ def _start_cli_server(weights: str, tmpdir: Path, *extra: str) -> tuple[subproce
     return proc, url, lines
 
 
-@pytest.mark.parametrize("sig, grace, views", [
-    (signal.SIGTERM, "0.5", "10x3"),  # the running request outlasts the grace period: abandoned
-    (signal.SIGINT, "3", "2x3"),  # it finishes within it
-], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig, grace, views",
+    [
+        (signal.SIGTERM, "0.5", "10x3"),  # the running request outlasts the grace period: abandoned
+        (signal.SIGINT, "3", "2x3"),  # it finishes within it
+    ],
+    ids=["SIGTERM", "SIGINT"],
+)
 def test_signal_stops_cleanly(weights, videos, tmp_path, sig, grace, views):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     proc, url, lines = _start_cli_server(weights, tmpdir, "--shutdown-timeout", grace)
     try:
+
         def one(video):
             try:
                 with httpx.Client(base_url=url, timeout=60) as client:
-                    return client.post("/v1/predict", files={"video": (video.name, video.read_bytes())},
-                                       data={"views": views}).status_code
+                    return client.post(
+                        "/v1/predict", files={"video": (video.name, video.read_bytes())}, data={"views": views}
+                    ).status_code
             except httpx.TransportError:
                 return "closed"
 
@@ -515,14 +617,20 @@ def test_signal_stops_cleanly(weights, videos, tmp_path, sig, grace, views):
     assert "Traceback" not in "".join(lines)
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["--port", "70000"], "port"),
-    (["--max-upload-mb", "0"], "max-upload-mb"),
-    (["--workers", "0"], "workers"),
-    (["--max-queue", "-1"], "max-queue"),
-    (["--model", MODEL, "--model", SECOND, "--weights", "none", "--weights", "none", "--weights", "none"], "--weights"),
-    (["--model", MODEL, "--model", MODEL], "each model once"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--port", "70000"], "port"),
+        (["--max-upload-mb", "0"], "max-upload-mb"),
+        (["--workers", "0"], "workers"),
+        (["--max-queue", "-1"], "max-queue"),
+        (
+            ["--model", MODEL, "--model", SECOND, "--weights", "none", "--weights", "none", "--weights", "none"],
+            "--weights",
+        ),
+        (["--model", MODEL, "--model", MODEL], "each model once"),
+    ],
+)
 def test_serve_usage_errors_exit_2(argv, says, capsys):
     from videozoo.cli.main import main
 
@@ -534,13 +642,19 @@ def test_serve_usage_errors_exit_2(argv, says, capsys):
 
 
 def test_serve_unknown_model_exits_2():
-    proc = subprocess.run([sys.executable, "-m", "videozoo", "serve", "--model", "nope_model", "--port", "0"],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "videozoo", "serve", "--model", "nope_model", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "nope_model" in proc.stderr.splitlines()[-1]
 
 
 # -- the page in a real browser -----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def browser():

@@ -1,5 +1,6 @@
 """The action timeline: window placement over a frame stream, smoothing and segments, the engine
 path, the files, standard input, SIGTERM, bad inputs, and boundaries on a four-motion video."""
+
 from __future__ import annotations
 
 import contextlib
@@ -44,6 +45,7 @@ JSON_KEYS = ["video", "model", "fps", "duration", "window", "stride", "precision
 
 
 # -- window placement over a stream of frames (no model) --------------------------------------------
+
 
 def fake_frames(n, fps=30.0, t0=0.0):
     for i in range(n):
@@ -109,6 +111,7 @@ def test_window_plan_rejects(window, stride):
 
 # -- smoothing and segments ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 def test_smoothing_is_centred(n):
     s = np.zeros((21, 2))
@@ -141,8 +144,15 @@ def mixed_scores(bounds, labels, k, t_end, window, stride):
 def test_segment_boundaries_are_accurate(smooth):
     bounds = [4.3, 8.1, 12.7]
     centres, scores = mixed_scores(bounds, [2, 5, 0, 7], 8, 16.0, 1.07, 0.53)
-    segs = find_segments(centres, smooth_scores(scores, smooth), start=0.0, end=16.0, min_segment=1.07,
-                         class_names=[f"c{i}" for i in range(8)], frame_at=lambda t: math.ceil(t * 15))
+    segs = find_segments(
+        centres,
+        smooth_scores(scores, smooth),
+        start=0.0,
+        end=16.0,
+        min_segment=1.07,
+        class_names=[f"c{i}" for i in range(8)],
+        frame_at=lambda t: math.ceil(t * 15),
+    )
     assert [s.index for s in segs] == [2, 5, 0, 7]
     assert [s.start for s in segs[1:]] == pytest.approx(bounds, abs=0.25)
     assert segs[0].start == 0.0 and segs[-1].end == 16.0
@@ -165,13 +175,21 @@ def test_short_runs_are_absorbed(labels, min_segment, expect):
     for i, lab in enumerate(labels):
         p[i, lab] = 0.7
     centres = 0.25 + 0.5 * np.arange(len(labels))
-    segs = find_segments(centres, p, start=0.0, end=0.5 * len(labels), min_segment=min_segment,
-                         class_names=list("abcd"), frame_at=lambda t: int(t * 10))
+    segs = find_segments(
+        centres,
+        p,
+        start=0.0,
+        end=0.5 * len(labels),
+        min_segment=min_segment,
+        class_names=list("abcd"),
+        frame_at=lambda t: int(t * 10),
+    )
     assert [s.index for s in segs] == expect
     assert segs[0].start == 0.0 and segs[-1].end == 0.5 * len(labels)
 
 
 # -- through the engine ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def engine():
@@ -194,8 +212,14 @@ def test_windows_are_scored_as_the_engine_scores_a_clip(engine, clip_video):
         wins = list(run)
     finally:
         del engine.forward
-    assert [(w.start, w.end) for w in wins] == [(0.0, 1.5), (0.75, 2.25), (1.5, 3.0), (2.25, 3.75), (3.0, 4.5),
-                                                (3.5, 5.0)]
+    assert [(w.start, w.end) for w in wins] == [
+        (0.0, 1.5),
+        (0.75, 2.25),
+        (1.5, 3.0),
+        (2.25, 3.75),
+        (3.0, 4.5),
+        (3.5, 5.0),
+    ]
     assert max(calls) > 1 and sum(calls) == len(wins)  # several windows per forward pass
     # One sequential pass, no seeking, only the kept frames converted to RGB.
     stats = run._video.stats
@@ -204,7 +228,9 @@ def test_windows_are_scored_as_the_engine_scores_a_clip(engine, clip_video):
     # Each window's scores: what the engine gives for that window's clip decoded on its own.
     t = engine.transform
     with open_video(clip_video) as v:
-        clips = v.get_clips([(w.start, w.end) for w in wins], select=lambda _i, pts: t.select_frames(len(pts), pts, v.fps))
+        clips = v.get_clips(
+            [(w.start, w.end) for w in wins], select=lambda _i, pts: t.select_frames(len(pts), pts, v.fps)
+        )
     for w, c in zip(wins, clips, strict=True):
         expect = engine.forward(t(c, video_fps=30.0, presampled=True)).mean(0)
         assert torch.from_numpy(w.scores) == pytest.approx(expect, abs=1e-5)
@@ -225,8 +251,9 @@ def test_timeline_files(tmp_path, clip_video):
     out = tmp_path / "out"
     import videozoo
 
-    result = videozoo.timeline(clip_video, model="x3d_xs", weights=None, top_k=3, out=out, overlay=True,
-                               precision="fp32")
+    result = videozoo.timeline(
+        clip_video, model="x3d_xs", weights=None, top_k=3, out=out, overlay=True, precision="fp32"
+    )
     data = json.loads((out / "timeline.json").read_text())
     assert list(data) == JSON_KEYS
     assert data["window"] == pytest.approx(4 * 12 / 30) and data["stride"] == pytest.approx(0.8)
@@ -275,10 +302,18 @@ def test_views_average_clips_and_crops(clip_video):
 
 # -- the command: standard input, signals, bad input --------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def ts_video(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("ts") / "v.ts", container="mpegts", num_frames=120, fps=30,
-                      width=64, height=48, bframes=True)
+    return make_video(
+        tmp_path_factory.mktemp("ts") / "v.ts",
+        container="mpegts",
+        num_frames=120,
+        fps=30,
+        width=64,
+        height=48,
+        bframes=True,
+    )
 
 
 @contextlib.contextmanager
@@ -320,8 +355,14 @@ def test_sigterm_writes_what_was_computed(tmp_path):
     src = make_video(tmp_path / "long.ts", container="mpegts", num_frames=1800, fps=30, width=64, height=48)
     out = tmp_path / "out"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(src)], stdout=subprocess.PIPE)
-    proc = subprocess.Popen([sys.executable, "-m", "videozoo", "timeline", "-", *MODEL, "--out", str(out)],
-                            stdin=writer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "videozoo", "timeline", "-", *MODEL, "--out", str(out)],
+        stdin=writer.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     writer.stdout.close()
     try:
         printed = [json.loads(proc.stdout.readline()) for _ in range(3)]
@@ -436,12 +477,14 @@ def test_stream_that_stops_mid_way_ends_the_timeline(tmp_path, ts_video, capsys)
 
 # -- boundaries on four motions back to back ---------------------------------------------------------
 
+
 def four_motions(path, classes, seconds=4.0, fps=15, size=112, seed=0):
     from videozoo.data.synth import render_video, write_video
 
     n = int(round(seconds * fps))
-    frames = np.concatenate([render_video(c, seed + i, size=(size, size), num_frames=n).frames
-                             for i, c in enumerate(classes)])
+    frames = np.concatenate(
+        [render_video(c, seed + i, size=(size, size), num_frames=n).frames for i, c in enumerate(classes)]
+    )
     return write_video(path, frames, fps=fps)
 
 

@@ -3,6 +3,7 @@
 Runs use a reduced X3D (tens of thousands of parameters) on 4-frame 24-pixel clips of a few
 synthetic videos, so each epoch takes about a second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,25 @@ def parse(argv):
 
 def test_command_line_wins_over_yaml_over_defaults(tmp_path):
     yaml_file = tmp_path / "run.yaml"
-    yaml_file.write_text("model: x3d_xs\ndata: d.txt\nepochs: 7\nbatch-size: 4\nschedule: cosine\narch: {width_factor: 0.5}\n")
-    cfg = parse(["--config", str(yaml_file), "--out", "o", "--epochs", "9", "--arch", "depth_factor=0.5", "--freeze-bn", "--milestones", "3", "5"])
+    yaml_file.write_text(
+        "model: x3d_xs\ndata: d.txt\nepochs: 7\nbatch-size: 4\nschedule: cosine\narch: {width_factor: 0.5}\n"
+    )
+    cfg = parse(
+        [
+            "--config",
+            str(yaml_file),
+            "--out",
+            "o",
+            "--epochs",
+            "9",
+            "--arch",
+            "depth_factor=0.5",
+            "--freeze-bn",
+            "--milestones",
+            "3",
+            "5",
+        ]
+    )
     assert (cfg.model, cfg.data, cfg.out) == ("x3d_xs", "d.txt", "o")
     assert cfg.epochs == 9 and cfg.batch_size == 4 and cfg.schedule == "cosine"
     assert cfg.arch == {"width_factor": 0.5, "depth_factor": 0.5}
@@ -111,7 +129,9 @@ def test_unknown_and_mistyped_settings_are_errors(tmp_path):
 
 
 def test_learning_rate_schedules():
-    s = ScheduleSpec(steps_per_epoch=10, epochs=45, warmup_epochs=10, warmup_factor=0.001, kind="step", milestones=(20, 30))
+    s = ScheduleSpec(
+        steps_per_epoch=10, epochs=45, warmup_epochs=10, warmup_factor=0.001, kind="step", milestones=(20, 30)
+    )
     assert s.factor(0) == pytest.approx(0.001)
     assert s.factor(50) == pytest.approx(0.001 + 0.999 * 0.5)
     assert s.factor(100) == 1.0 and s.factor(199) == 1.0
@@ -230,15 +250,30 @@ def test_finetune_keeps_class_names_and_skips_bad_videos(synth, tmp_path, capsys
     zoom_in = next(line for line in lines if line.endswith(" zoom_in"))
     train_list.write_text("\n".join(lines[:5] + [zoom_in, f"{bad} zoom_in"]) + "\n")
     # lr 0 and frozen BatchNorm: everything but the new classifier must stay the checkpoint's.
-    cfg = tiny(synth, tmp_path / "ft", data=str(train_list), val_data=None, weights=str(ckpt), arch={}, epochs=1, lr=0.0, freeze_bn=True)
+    cfg = tiny(
+        synth,
+        tmp_path / "ft",
+        data=str(train_list),
+        val_data=None,
+        weights=str(ckpt),
+        arch={},
+        epochs=1,
+        lr=0.0,
+        freeze_bn=True,
+    )
     result = train(cfg)
     assert result.skipped_videos == 1 and result.history[-1]["skipped_videos"] == 1
     assert "broken.mp4" in capsys.readouterr().err
     model = videozoo.create_model("x3d_xs", weights=result.model_path)
     assert model.class_names == list(CLASSES) and model.num_classes == 3
     trained = weights_of(result.model_path)
-    assert max_difference({k: v for k, v in trained.items() if "proj" not in k},
-                          {k: v for k, v in pretrained.items() if "proj" not in k}) == 0
+    assert (
+        max_difference(
+            {k: v for k, v in trained.items() if "proj" not in k},
+            {k: v for k, v in pretrained.items() if "proj" not in k},
+        )
+        == 0
+    )
     assert trained["blocks.5.proj.weight"].shape == (3, 2048)
 
 
@@ -258,19 +293,70 @@ def test_two_processes_match_one_process_with_the_global_batch(synth, tmp_path):
     single = train(tiny(synth, tmp_path / "one", data=str(eight), batch_size=4, **common))
     cfg = tiny(synth, tmp_path / "two", data=str(eight), batch_size=2, **common)
     args = [
-        "--model", cfg.model, "--data", cfg.data, "--val-data", cfg.val_data, "--out", cfg.out,
-        "--epochs", "2", "--batch-size", "2", "--num-workers", "0", "--lr", str(cfg.lr), "--warmup-epochs", "0",
-        "--milestones", "2", "--freeze-bn", "--dropout", "0", "--arch", *[f"{k}={v}" for k, v in TINY_ARCH.items()],
-        "--num-frames", "4", "--sampling-rate", "2", "--fps", "15", "--crop-size", "24", "--short-side", "28",
-        "--progress", "log", "--no-tensorboard", "--no-plot",
+        "--model",
+        cfg.model,
+        "--data",
+        cfg.data,
+        "--val-data",
+        cfg.val_data,
+        "--out",
+        cfg.out,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "0",
+        "--lr",
+        str(cfg.lr),
+        "--warmup-epochs",
+        "0",
+        "--milestones",
+        "2",
+        "--freeze-bn",
+        "--dropout",
+        "0",
+        "--arch",
+        *[f"{k}={v}" for k, v in TINY_ARCH.items()],
+        "--num-frames",
+        "4",
+        "--sampling-rate",
+        "2",
+        "--fps",
+        "15",
+        "--crop-size",
+        "24",
+        "--short-side",
+        "28",
+        "--progress",
+        "log",
+        "--no-tensorboard",
+        "--no-plot",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "videozoo.train", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "videozoo.train",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "2 process(es)" in proc.stderr
     out = tmp_path / "two"
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint_last.pth", "config.yaml", "manifest.json", "metrics.csv", "model.pth"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        "checkpoint_last.pth",
+        "config.yaml",
+        "manifest.json",
+        "metrics.csv",
+        "model.pth",
+    ]
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3
     assert max_difference(weights_of(single.model_path), weights_of(out / "model.pth")) < 1e-5

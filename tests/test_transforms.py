@@ -7,6 +7,7 @@ The seed pipelines, step by step as their documents give them:
 - torchvision's VideoClassification (the weights' transforms()): every frame resized as uint8 to
   (128, 171), bilinear, no antialias -> center_crop(112) -> /255 -> Normalize.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -223,8 +224,16 @@ def test_two_pathway_packing_on_a_constructed_spec():
 
 def test_bgr_and_raw_value_scale():
     cfg = InputConfig(
-        num_frames=4, sampling_rate=2, fps=30, short_side=64, crop_size=64, train_crop_size=56,
-        mean=(100.0, 110.0, 120.0), std=(50.0, 55.0, 60.0), value_scale=255.0, channel_order="BGR",
+        num_frames=4,
+        sampling_rate=2,
+        fps=30,
+        short_side=64,
+        crop_size=64,
+        train_crop_size=56,
+        mean=(100.0, 110.0, 120.0),
+        std=(50.0, 55.0, 60.0),
+        value_scale=255.0,
+        channel_order="BGR",
     )
     frames = random_frames(8, 48, 80)
     assert_views_equal(transform_for(cfg)(frames), seed_pytorchvideo(frames, cfg, None), None)

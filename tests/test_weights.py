@@ -1,4 +1,5 @@
 """Checkpoint safety, strict loading, format round trips and the download cache."""
+
 import hashlib
 import http.server
 import pickle
@@ -78,7 +79,9 @@ def test_num_classes_replaces_head_and_keeps_backbone(tmp_path):
     path = videozoo.save_model(model, tmp_path / "m.safetensors")
     tuned = videozoo.create_model(SMALL, weights=str(path), num_classes=5)
     assert tuned.num_classes == 5 and tuned.class_names is None
-    torch.testing.assert_close(tuned.state_dict()["layer4.1.conv2.0.weight"], model.state_dict()["layer4.1.conv2.0.weight"])
+    torch.testing.assert_close(
+        tuned.state_dict()["layer4.1.conv2.0.weight"], model.state_dict()["layer4.1.conv2.0.weight"]
+    )
     same = videozoo.create_model(SMALL, weights=str(path), num_classes=400)
     assert same.class_names[0] == "abseiling"
 
@@ -138,9 +141,19 @@ def test_files_written_before_the_record_still_load(tmp_path):
     # As training wrote model.pth: arch overrides and the clip as lists, the settings under "config".
     old = tmp_path / "old.pth"
     plain_input = json.loads(json.dumps(dataclasses.asdict(model.input_config)))
-    torch.save({"videozoo": 1, "model": "i3d_r50", "state_dict": state, "class_names": ["a", "b"],
-                "arch": {"width": 8, "num_frames": 4, "crop_size": 32}, "input": plain_input,
-                "config": {"epochs": 2}, "metrics": {"val_acc": 50.0}}, old)
+    torch.save(
+        {
+            "videozoo": 1,
+            "model": "i3d_r50",
+            "state_dict": state,
+            "class_names": ["a", "b"],
+            "arch": {"width": 8, "num_frames": 4, "crop_size": 32},
+            "input": plain_input,
+            "config": {"epochs": 2},
+            "metrics": {"val_acc": 50.0},
+        },
+        old,
+    )
     ckpt = read_checkpoint(old)
     assert ckpt.meta.training == {"epochs": 2} and ckpt.extra == {"metrics": {"val_acc": 50.0}}
     assert ckpt.meta.videozoo_version is None
@@ -157,7 +170,7 @@ def test_files_written_before_the_record_still_load(tmp_path):
 def _broken(meta: dict, field: str, value) -> dict:
     meta = {**meta, "input": dict(meta["input"])}
     if field.startswith("input."):
-        key = field[len("input."):]
+        key = field[len("input.") :]
         if value is _DROP:
             meta["input"].pop(key)
         else:
@@ -191,7 +204,11 @@ BROKEN_RECORDS = [
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-@pytest.mark.parametrize("field,value,words", BROKEN_RECORDS, ids=[f"{f}={'(dropped)' if v is _DROP else repr(v)}" for f, v, _ in BROKEN_RECORDS])
+@pytest.mark.parametrize(
+    "field,value,words",
+    BROKEN_RECORDS,
+    ids=[f"{f}={'(dropped)' if v is _DROP else repr(v)}" for f, v, _ in BROKEN_RECORDS],
+)
 def test_a_broken_record_names_the_file_and_field(tmp_path, suffix, field, value, words):
     import json
 
@@ -289,7 +306,9 @@ def _serve_checkpoint(server, tmp_path, name="/w/r3d.pth"):
     torch.save(videozoo.create_model(SMALL).state_dict(), path)
     body = path.read_bytes()
     handler.files[name] = body
-    return WeightSource(url=base + name, format="torchvision", sha256=hashlib.sha256(body).hexdigest(), size=len(body)), body
+    return WeightSource(
+        url=base + name, format="torchvision", sha256=hashlib.sha256(body).hexdigest(), size=len(body)
+    ), body
 
 
 def test_download_verify_and_load_through_create_model(server, home, tmp_path, monkeypatch):

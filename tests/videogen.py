@@ -52,7 +52,7 @@ def counter_frame(index: int, width: int, height: int) -> np.ndarray:
     bar_w = max(2, width // 8)
     x = (index * 1) % max(1, width - bar_w)
     img[code_h:, :] = 60
-    img[code_h:, x:x + bar_w] = (200, 40, 40)
+    img[code_h:, x : x + bar_w] = (200, 40, 40)
     return img
 
 
@@ -75,7 +75,7 @@ def read_index(rgb: np.ndarray) -> int:
         y0, y1 = by * code_h // _BITS_Y, (by + 1) * code_h // _BITS_Y
         # Sample the block's interior: edges bleed under chroma subsampling.
         mx, my = max(0, (x1 - x0) // 4), max(0, (y1 - y0) // 4)
-        block = gray[y0 + my:y1 - my or None, x0 + mx:x1 - mx or None]
+        block = gray[y0 + my : y1 - my or None, x0 + mx : x1 - mx or None]
         if block.mean() > 128:
             index |= 1 << bit
     return index
@@ -173,7 +173,7 @@ def make_video(
             out.mux(packet)
 
         if astream is not None:
-            seconds = (timestamps[-1] if timestamps is not None else num_frames / rate)
+            seconds = timestamps[-1] if timestamps is not None else num_frames / rate
             _write_audio(out, astream, float(seconds))
     finally:
         out.close()
@@ -199,7 +199,7 @@ def _write_audio(out, astream, seconds: float) -> None:
     fmt = astream.codec_context.format.name
     pts = 0
     for start in range(0, n, frame_size):
-        chunk = tone[start:start + frame_size]
+        chunk = tone[start : start + frame_size]
         if len(chunk) < frame_size:
             chunk = np.pad(chunk, (0, frame_size - len(chunk)))
         if fmt.endswith("p"):

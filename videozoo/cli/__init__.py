@@ -1,4 +1,5 @@
 """The `videozoo` command."""
+
 from videozoo.cli.main import build_parser, main
 
 __all__ = ["build_parser", "main"]

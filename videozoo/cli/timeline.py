@@ -5,6 +5,7 @@ SIGTERM); 1 when the run failed (the input cannot be opened, or it broke off or 
 part-way: the files then hold what was computed); 2 for a usage error; 128 + the signal's number
 when a file's run was stopped early (its files are written first).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,17 +38,34 @@ def run_timeline(args: argparse.Namespace) -> int:
     if args.overlay and kind not in ("file", "folder"):
         _say("error", f"--overlay needs a file: {args.video} is a stream ({kind}), which cannot be read a second time")
         return 2
-    engine = make_engine(args.model, weights=args.weights, views=args.views, device=args.device,
-                         precision=args.precision, batch_size=args.batch_size)
+    engine = make_engine(
+        args.model,
+        weights=args.weights,
+        views=args.views,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+    )
     try:
-        run = TimelineRun(args.video, engine=engine, window=args.window, stride=args.stride, top_k=args.top_k,
-                          threads=args.threads, format=args.format)
+        run = TimelineRun(
+            args.video,
+            engine=engine,
+            window=args.window,
+            stride=args.stride,
+            top_k=args.top_k,
+            threads=args.threads,
+            format=args.format,
+        )
     except VideoDecodeError as e:
         _say("error", str(e))
         return 1
-    print(f"videozoo timeline: {args.model}, window {run.plan.window:.3f} s, stride {run.plan.stride:.3f} s, "
-          f"{engine.plan} views, precision {engine.precision}, {engine.batch_size} views per forward pass, "
-          f"on {engine.device}", file=sys.stderr, flush=True)
+    print(
+        f"videozoo timeline: {args.model}, window {run.plan.window:.3f} s, stride {run.plan.stride:.3f} s, "
+        f"{engine.plan} views, precision {engine.precision}, {engine.batch_size} views per forward pass, "
+        f"on {engine.device}",
+        file=sys.stderr,
+        flush=True,
+    )
 
     caught: list[int] = []
 
@@ -61,8 +79,9 @@ def run_timeline(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             # A file that ends before its declared duration is reported once, as the run's error.
-            warnings.filterwarnings("ignore", message=r".*\(stream ended at .* before the declared duration",
-                                    category=DamagedVideoWarning)
+            warnings.filterwarnings(
+                "ignore", message=r".*\(stream ended at .* before the declared duration", category=DamagedVideoWarning
+            )
             try:
                 printing = run.live
                 for window in run:
@@ -90,12 +109,19 @@ def run_timeline(args: argparse.Namespace) -> int:
     for s in result.segments:
         print(f"{s.start:9.2f} {s.end:9.2f}  {s.label}  ({s.score:.0%})", file=stream)
     rate = result.duration / result.seconds if result.seconds > 0 else 0.0
-    print(f"videozoo timeline: {len(result.windows)} windows, {len(result.segments)} segments over "
-          f"{result.duration:.2f} s of video in {result.seconds:.1f} s ({rate:.1f}x real time); wrote "
-          + ", ".join(str(p) for p in paths.values()), file=sys.stderr, flush=True)
+    print(
+        f"videozoo timeline: {len(result.windows)} windows, {len(result.segments)} segments over "
+        f"{result.duration:.2f} s of video in {result.seconds:.1f} s ({rate:.1f}x real time); wrote "
+        + ", ".join(str(p) for p in paths.values()),
+        file=sys.stderr,
+        flush=True,
+    )
     if result.short:
-        _say("note", f"{args.video} is shorter than one window ({result.duration:.2f} s < {result.window:.2f} s): "
-             "scored once, its frames repeated to fill the clip")
+        _say(
+            "note",
+            f"{args.video} is shorter than one window ({result.duration:.2f} s < {result.window:.2f} s): "
+            "scored once, its frames repeated to fill the clip",
+        )
     if result.error is not None:
         _say("error", result.error)
         return 1

@@ -1,4 +1,5 @@
 """The Kinetics-400 class names, in the index order of the official checkpoints (alphabetical)."""
+
 from __future__ import annotations
 
 from functools import cache

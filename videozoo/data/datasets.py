@@ -17,6 +17,7 @@ Rows of a CSV that cannot be used (too few fields, times that are not finite num
 out with a warning naming each row; the other rows are kept. Everything else that is wrong with a
 spec is a :class:`DatasetSpecError` naming the file (and line) and the reason.
 """
+
 from __future__ import annotations
 
 import csv
@@ -110,7 +111,9 @@ def _map_labels(names: list[str | None], classes: list[str] | None, source: str)
             unknown.add(n)
     if unknown:
         shown = ", ".join(sorted(unknown)[:_SHOWN]) + (" ..." if len(unknown) > _SHOWN else "")
-        raise DatasetSpecError(f"{source}: {len(unknown)} label(s) not among the model's {len(classes)} classes: {shown}")
+        raise DatasetSpecError(
+            f"{source}: {len(unknown)} label(s) not among the model's {len(classes)} classes: {shown}"
+        )
     return out, classes
 
 
@@ -203,14 +206,19 @@ def _read_kinetics_rows(
 ) -> tuple[list[str], list[str | None]]:
     missing = [c for c in ("youtube_id", "time_start", "time_end") if c not in header]
     if missing:
-        raise DatasetSpecError(f"{path}: a Kinetics CSV needs the columns {','.join(_KINETICS_COLUMNS)} (no {', '.join(missing)})")
+        raise DatasetSpecError(
+            f"{path}: a Kinetics CSV needs the columns {','.join(_KINETICS_COLUMNS)} (no {', '.join(missing)})"
+        )
     paths, names = [], []
     for line, row in rows:
         try:
             youtube_id = _field(row, header, "youtube_id")
             if not youtube_id:
                 raise ValueError("no youtube_id")
-            start, end = _time(_field(row, header, "time_start"), "time_start"), _time(_field(row, header, "time_end"), "time_end")
+            start, end = (
+                _time(_field(row, header, "time_start"), "time_start"),
+                _time(_field(row, header, "time_end"), "time_end"),
+            )
             if end <= start:
                 raise ValueError(f"time_end {end:g} is not after time_start {start:g}")
         except ValueError as e:
@@ -225,13 +233,18 @@ def _read_kinetics_rows(
             candidates += [root / label / f"{stem}.mp4", root / label.replace(" ", "_") / f"{stem}.mp4"]
         found = next((c for c in candidates if c.exists()), None)
         if found is None:
-            found = next((c.with_suffix(ext) for c in candidates for ext in VIDEO_EXTENSIONS if c.with_suffix(ext).exists()), candidates[0])
+            found = next(
+                (c.with_suffix(ext) for c in candidates for ext in VIDEO_EXTENSIONS if c.with_suffix(ext).exists()),
+                candidates[0],
+            )
         paths.append(str(found))
         names.append(label)
     return paths, names
 
 
-def _read_path_label_rows(header: list[str], rows: list, root: Path, skipped: list[str]) -> tuple[list[str], list[str | None]]:
+def _read_path_label_rows(
+    header: list[str], rows: list, root: Path, skipped: list[str]
+) -> tuple[list[str], list[str | None]]:
     label_column = next((h for h in header[1:] if h in LABEL_COLUMNS), None)
     paths, names = [], []
     for line, row in rows:
@@ -248,7 +261,9 @@ def _read_path_label_rows(header: list[str], rows: list, root: Path, skipped: li
 # -- `path label` text lists -----------------------------------------------------------------------
 
 
-def _read_path_label_lines(path: Path, text: str, root: Path, classes: list[str] | None) -> tuple[list[str], list[str | None]]:
+def _read_path_label_lines(
+    path: Path, text: str, root: Path, classes: list[str] | None
+) -> tuple[list[str], list[str | None]]:
     labels = _Labels(classes)
     lines = [(n, s.strip()) for n, s in enumerate(text.splitlines(), start=1)]
     lines = [(n, s) for n, s in lines if s and not s.startswith("#")]
@@ -284,7 +299,9 @@ def _under(root: Path, rel: str) -> str:
     return str(p if p.is_absolute() else root / p)
 
 
-def _choose(options: list[tuple[str, str | None]], labels: _Labels, final: bool) -> tuple[tuple[str, str | None] | None, str | None]:
+def _choose(
+    options: list[tuple[str, str | None]], labels: _Labels, final: bool
+) -> tuple[tuple[str, str | None] | None, str | None]:
     """The one reading of a line, or (None, why it cannot be read), or (None, None): decide later."""
     exist = [o for o in options if Path(o[0]).exists()]
     labelled = [o for o in options if o[1] is not None]

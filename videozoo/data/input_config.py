@@ -1,4 +1,5 @@
 """What a clip must look like when it reaches a model: the one place clip settings live."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

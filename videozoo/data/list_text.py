@@ -8,6 +8,7 @@ A `path label` line whose path or label holds spaces ("my videos/a b.mp4 air dru
 cut at any of its gaps; :func:`line_readings` lists every cut, and the dataset reader keeps the
 one whose path exists and whose label is known. A tab between path and label leaves one reading.
 """
+
 from __future__ import annotations
 
 import re
@@ -53,6 +54,6 @@ def line_readings(text: str) -> list[tuple[str, str | None]]:
         if len(fields) > 2:
             raise ValueError(f"{len(fields)} tab-separated fields; expected PATH<TAB>LABEL")
         return [(fields[0], fields[1] if len(fields) == 2 else None)]
-    readings: list[tuple[str, str | None]] = [(text[: m.start()], text[m.end():]) for m in _GAP.finditer(text)]
+    readings: list[tuple[str, str | None]] = [(text[: m.start()], text[m.end() :]) for m in _GAP.finditer(text)]
     readings.append((text, None))
     return readings

@@ -6,6 +6,7 @@ the model family's test protocol (``InputConfig.clip_spacing``); ``published`` s
 the model's accuracy was published with, and becomes concrete once a model's input config is known
 (:meth:`ViewPlan.resolve`).
 """
+
 from __future__ import annotations
 
 import re
@@ -49,9 +50,7 @@ class ViewPlan:
             return cls(0, 0, published=True)
         m = _PLAN_RE.match(text)
         if m is None:
-            raise ViewPlanError(
-                f"views must look like CLIPSxCROPS (e.g. 1x1, 10x3) or 'published', got {text!r}"
-            )
+            raise ViewPlanError(f"views must look like CLIPSxCROPS (e.g. 1x1, 10x3) or 'published', got {text!r}")
         return cls(int(m.group(1)), int(m.group(2)))
 
     @property

@@ -34,6 +34,7 @@ A video shorter than one clip still gives full-length windows starting at 0, fla
 ``short=True``; subsampling then repeats frames to fill the clip (torchvision's reference would skip
 such a video; the pyslowfast protocols keep it the same way).
 """
+
 from __future__ import annotations
 
 import math
@@ -245,13 +246,17 @@ def sliding(
     return [_window(st, c, d, i, n) for i, st in enumerate(starts)]
 
 
-def parse_views(views: str | ViewPlan | tuple[int, int] | Sequence[int], input_config: InputConfig | None = None) -> tuple[int, int]:
+def parse_views(
+    views: str | ViewPlan | tuple[int, int] | Sequence[int], input_config: InputConfig | None = None
+) -> tuple[int, int]:
     """``"10x3"`` or ``(10, 3)`` -> ``(clips, crops)``; ``"published"`` -> the config's test views."""
     plan = as_plan(views, input_config)
     return plan.clips, plan.crops
 
 
-def as_plan(views: str | ViewPlan | tuple[int, int] | Sequence[int], input_config: InputConfig | None = None) -> ViewPlan:
+def as_plan(
+    views: str | ViewPlan | tuple[int, int] | Sequence[int], input_config: InputConfig | None = None
+) -> ViewPlan:
     """A resolved :class:`ViewPlan` from a plan, ``"NxM"``/``"published"`` or a ``(clips, crops)`` pair."""
     plan = ViewPlan.parse(views if isinstance(views, (str, ViewPlan)) else (int(views[0]), int(views[1])))
     if not plan.resolved:

@@ -20,6 +20,7 @@ The reference applies normalisation before the resize; both are linear per chann
 bilinear weights sum to one, so resizing first gives the same values (to float32 rounding) while
 touching fewer pixels. See docs/transforms.md for the formulas and the measured differences.
 """
+
 from __future__ import annotations
 
 import math
@@ -567,7 +568,14 @@ class ClipTransform:
     @property
     def steps(self) -> list[Callable]:
         steps = [
-            self.temporal, self.channels, ToFloat(), self.resize, *self.crop_ops, self.normalize, self.flip, self.pack
+            self.temporal,
+            self.channels,
+            ToFloat(),
+            self.resize,
+            *self.crop_ops,
+            self.normalize,
+            self.flip,
+            self.pack,
         ]
         return [s for s in steps if s is not None]
 

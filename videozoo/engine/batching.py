@@ -7,6 +7,7 @@ views per pass, so the engine takes micro-batches sized to a memory budget: the 
 estimate of one view's working set (``WORKING_SET_FACTOR`` x its largest activation, measured once
 on a small example).
 """
+
 from __future__ import annotations
 
 import math

@@ -15,6 +15,7 @@ call it; none of them samples, batches, or handles precision or devices on its o
 - backend: the forward pass runs the eager module (``torch``) or an exported ONNX file in
   onnxruntime (``onnxruntime``; ``videozoo.engine.runtime``), with the same transforms and views.
 """
+
 from __future__ import annotations
 
 import copy
@@ -150,7 +151,9 @@ class Engine:
             assert weights is not None  # resolve_backend picks onnxruntime only for a file
             onnx = OnnxModel(weights, device=resolve_device(kwargs.get("device", "cpu")))
             if onnx.model_name != name:
-                raise ValueError(f"{weights}: holds an export of {onnx.model_name!r}, not {name!r} (--model {onnx.model_name})")
+                raise ValueError(
+                    f"{weights}: holds an export of {onnx.model_name!r}, not {name!r} (--model {onnx.model_name})"
+                )
             return cls(onnx, **kwargs)
         return cls(create_model(name, weights=weights), inplace=True, **kwargs)
 
@@ -177,7 +180,9 @@ class Engine:
         """(V, K) float32 scores (or (V, D) features, (V, K) logits) of a stack of views."""
         self._check_output(output)
         n = count_views(views)
-        return torch.cat([self.runner(take_views(views, s, s + self.batch_size), output) for s in range(0, n, self.batch_size)])
+        return torch.cat(
+            [self.runner(take_views(views, s, s + self.batch_size), output) for s in range(0, n, self.batch_size)]
+        )
 
     def predict_views(self, loaded: VideoViews) -> Prediction:
         t0 = time.perf_counter()
@@ -204,7 +209,10 @@ class Engine:
         labels = list(indices) if indices is not None else list(range(len(paths)))
         data = _DecodeDataset([os.fspath(p) for p in paths], labels, self.transform, self.threads, self.input.fps)
         loader = torch.utils.data.DataLoader(
-            data, batch_size=None, num_workers=workers, collate_fn=_identity,
+            data,
+            batch_size=None,
+            num_workers=workers,
+            collate_fn=_identity,
             prefetch_factor=1 if workers > 0 else None,
         )
         for item in loader:
@@ -228,8 +236,14 @@ class Engine:
         if loaded.lost_frames:
             info["lost_frames"] = loaded.lost_frames
         return Prediction(
-            video=loaded.path, scores=view_scores.mean(0), view_scores=view_scores, class_names=self.class_names,
-            views=str(self.plan), precision=self.precision.name, seconds=seconds, info=info,
+            video=loaded.path,
+            scores=view_scores.mean(0),
+            view_scores=view_scores,
+            class_names=self.class_names,
+            views=str(self.plan),
+            precision=self.precision.name,
+            seconds=seconds,
+            info=info,
         )
 
     def _onnx_view_bytes(self, onnx: OnnxModel) -> int:
@@ -268,7 +282,12 @@ class _DecodeDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         path = self.paths[i]
         try:
-            return self.labels[i], path, load_views(path, self.transform, threads=self.threads, frame_fps=self.fps), None
+            return (
+                self.labels[i],
+                path,
+                load_views(path, self.transform, threads=self.threads, frame_fps=self.fps),
+                None,
+            )
         except Exception as e:  # one bad video never stops the run
             reason = str(e) if path in str(e) else f"{path}: {e}"
             return self.labels[i], path, None, f"{type(e).__name__}: {reason}"

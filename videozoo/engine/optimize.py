@@ -8,6 +8,7 @@
   are hundreds of MB each, which glibc maps fresh from the kernel and unmaps on every free, so each
   forward pass pays a page fault per 4 KiB page touched; reusing the heap removes that cost.
 """
+
 from __future__ import annotations
 
 import copy

@@ -6,6 +6,7 @@ PyTorch emulates bf16 convolutions, which runs them tens of times slower than fp
 ``bf16`` there warns once, with the slowdown measured on this machine. ``fp16`` is for CUDA only.
 fp32 computes exactly what the reference implementations compute.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -3,6 +3,7 @@
 Scoring follows the official protocol: the softmax at every head position, averaged over the
 positions (``VideoClassifier.scores``), then averaged over the views.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

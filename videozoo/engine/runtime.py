@@ -13,6 +13,7 @@ The engine hands each micro-batch of views to a runner and gets float32 CPU tens
 
 ``auto`` picks onnxruntime for a ``.onnx`` weights file and torch for everything else.
 """
+
 from __future__ import annotations
 
 import os
@@ -117,7 +118,9 @@ class OnnxModel:
             self.session = ort.InferenceSession(self.path, options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{self.path}: onnxruntime cannot load this file as an ONNX model ({first})") from None
+            raise CheckpointError(
+                f"{self.path}: onnxruntime cannot load this file as an ONNX model ({first})"
+            ) from None
         self.meta = read_onnx_meta(self.session, self.path)
         self.model_name: str = self.meta.model
         # Files videozoo writes always record the clip; the registry's is the fallback.
@@ -146,7 +149,10 @@ class OnnxModel:
     def run(self, views: Views, output: str) -> Tensor:
         """One micro-batch through the session: (B, K) or (B, D) float32 on the CPU."""
         parts = views if isinstance(views, list) else [views]
-        feed = {name: t.detach().to("cpu", self.dtype).contiguous().numpy() for name, t in zip(self.input_names, parts, strict=False)}
+        feed = {
+            name: t.detach().to("cpu", self.dtype).contiguous().numpy()
+            for name, t in zip(self.input_names, parts, strict=False)
+        }
         n = len(parts[0])
         if self.static_batch is not None and n != self.static_batch:
             return self._run_static(parts, output, self.static_batch)
@@ -162,7 +168,9 @@ class OnnxModel:
             got = len(chunk[0])
             if got < b:
                 chunk = [torch.cat([c, c[-1:].expand(b - got, *c.shape[1:])]) for c in chunk]
-            feed = {name: c.to(self.dtype).contiguous().numpy() for name, c in zip(self.input_names, chunk, strict=False)}
+            feed = {
+                name: c.to(self.dtype).contiguous().numpy() for name, c in zip(self.input_names, chunk, strict=False)
+            }
             outs.append(torch.from_numpy(self.session.run([output], feed)[0]).float()[:got])
         return torch.cat(outs)
 
@@ -183,9 +191,7 @@ def read_onnx_meta(session: Any, source: str) -> CheckpointMeta:
     """The CheckpointMeta record of an exported file's session, or a clear error naming the file."""
     props = session.get_modelmeta().custom_metadata_map
     if META_KEY not in props:
-        raise CheckpointError(
-            f"{source}: an ONNX file without the {META_KEY} record: export it with `videozoo export`"
-        )
+        raise CheckpointError(f"{source}: an ONNX file without the {META_KEY} record: export it with `videozoo export`")
     return CheckpointMeta.from_json(props[META_KEY], source=source)
 
 
@@ -195,6 +201,4 @@ def _providers(ort: Any, device: torch.device, source: str) -> list[str]:
         return ["CPUExecutionProvider"]
     if device.type == "cuda" and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise ValueError(
-        f"--device {device}: this onnxruntime has no provider for it (available: {', '.join(available)})"
-    )
+    raise ValueError(f"--device {device}: this onnxruntime has no provider for it (available: {', '.join(available)})")

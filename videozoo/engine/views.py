@@ -4,6 +4,7 @@ The windows of all clips are decoded in one forward pass over the video; of each
 frames the model keeps (``ClipTransform.select_frames``) are converted to RGB; each kept frame is
 scaled to the short side once and the crops of its clip are cut from it.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,9 @@ def load_views(
     with open_video(path, threads=threads, fps=frame_fps if frame_fps is not None else transform.input.fps) as video:
         if video.duration is None:  # a stream whose header gives no length: its clips cannot be placed
             raise VideoDecodeError(path, "the video's duration is unknown (neither stream nor container records it)")
-        windows = transform.windows(video.duration, video_fps=video.fps, video_frames=getattr(video, "num_frames", None))
+        windows = transform.windows(
+            video.duration, video_fps=video.fps, video_frames=getattr(video, "num_frames", None)
+        )
         video_fps = video.fps
 
         def select(_: int, pts_sec: Tensor) -> Tensor:

@@ -7,6 +7,7 @@
 An interface layer: it builds on the models and the engine's preparation; only the command line
 imports it. See docs/export.md.
 """
+
 import sys
 import types
 

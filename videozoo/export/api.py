@@ -8,6 +8,7 @@ opset and precision, that the destination can be written, and that the ``export`
 installed for ONNX; each failure is one :class:`ExportError` (or the loader's CheckpointError for
 unreadable weights) naming the flag or file.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -5,6 +5,7 @@ architecture, the clip it takes, class names, videozoo version) travels as JSON,
 file's ``metadata_props`` and in the ``.pt2`` archive's extra files, under ``videozoo_meta``.
 Files are written next to the destination and moved into place, so a failed export leaves none.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,13 @@ def write_onnx(
         # The exporter reports its own progress and deprecations; the command prints one line.
         warnings.simplefilter("ignore")
         onnx_program = torch.onnx.export(
-            program, (), dynamo=True, opset_version=opset, output_names=list(OUTPUT_NAMES),
-            verbose=False, optimize=True,
+            program,
+            (),
+            dynamo=True,
+            opset_version=opset,
+            output_names=list(OUTPUT_NAMES),
+            verbose=False,
+            optimize=True,
         )
     model = onnx_program.model
     _name_batch_axis(model.graph)

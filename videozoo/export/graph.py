@@ -11,6 +11,7 @@ The zoo's families are plain module code (no custom autograd functions, no data-
 flow), MViT's attention pooling and SlowFast's lateral connections included, so torch.export traces
 them as they are.
 """
+
 from __future__ import annotations
 
 import copy
@@ -61,13 +62,17 @@ def input_names(clip: InputConfig) -> tuple[str, ...]:
     return TWO_PATHWAY_INPUTS if clip.slow_alpha is not None else ONE_PATHWAY_INPUTS
 
 
-def example_inputs(name: str, clip: InputConfig, *, batch: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, ...]:
+def example_inputs(
+    name: str, clip: InputConfig, *, batch: int, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, ...]:
     """Zero clips of ``clip``'s eval view, one per graph input."""
     x = view_input(get_spec(name).replace(input=clip), batch=batch)
     return tuple(t.to(dtype) for t in x) if isinstance(x, list) else (x.to(dtype),)
 
 
-def prepare(model: VideoClassifier, clip: InputConfig, *, precision: str = "fp32", inplace: bool = False) -> VideoClassifier:
+def prepare(
+    model: VideoClassifier, clip: InputConfig, *, precision: str = "fp32", inplace: bool = False
+) -> VideoClassifier:
     """The model as the export traces it: eval mode, BatchNorm folded, cast to ``precision``."""
     if precision not in DTYPES:
         raise ValueError(f"--precision {precision!r}: an export is fp32 or fp16")

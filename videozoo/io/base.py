@@ -167,7 +167,9 @@ class Video:
         clip = Clip(
             self._stack([frames[i] for i in order]),
             torch.tensor([pts[i] for i in order], dtype=torch.float64),
-            -math.inf, math.inf, lost,
+            -math.inf,
+            math.inf,
+            lost,
         )
         if lost:
             self._warn_lost(lost, "")
@@ -231,8 +233,11 @@ class Video:
 
     def _check_seekable(self, consequence: str) -> None:
         if not self.seekable:
-            raise VideoDecodeError(self.path, f"is a stream (pipe, URL or device) that cannot seek, so {consequence}; "
-                                   "read its frames in order with Video.frames()")
+            raise VideoDecodeError(
+                self.path,
+                f"is a stream (pipe, URL or device) that cannot seek, so {consequence}; "
+                "read its frames in order with Video.frames()",
+            )
 
     def _check_window(self, i: int, s: float, e: float) -> _Window:
         try:
@@ -272,8 +277,11 @@ class Video:
     def _warn_lost(self, lost: list[LostFrame], where: str) -> None:
         n = sum(x.count for x in lost)
         more = ", ..." if len(lost) > 1 else ""
-        warnings.warn(f"{self.path}: {n} frame(s) damaged or missing {where}({lost[0].reason}{more})",
-                      DamagedVideoWarning, stacklevel=3)
+        warnings.warn(
+            f"{self.path}: {n} frame(s) damaged or missing {where}({lost[0].reason}{more})",
+            DamagedVideoWarning,
+            stacklevel=3,
+        )
 
     # -- sequential frames --------------------------------------------------
 
@@ -303,7 +311,9 @@ class Video:
                 items.close()
                 raise VideoDecodeError(self.path, "frames() iteration ended: the video was read or closed meanwhile")
         if index == 0:
-            raise VideoDecodeError(self.path, "no frame could be decoded" + (f" ({lost_all[0].reason})" if lost_all else ""))
+            raise VideoDecodeError(
+                self.path, "no frame could be decoded" + (f" ({lost_all[0].reason})" if lost_all else "")
+            )
         self._check_complete(last_t, lost_all)
         if lost_all:
             self._warn_lost(lost_all, "")
@@ -386,7 +396,11 @@ class Video:
         frames = [self._convert(sel[p]) for p in positions]
         pts = torch.tensor([sel[p].t for p in positions], dtype=torch.float64)
         return Clip(
-            self._stack(frames), pts, w.start, w.end, lost_here,
+            self._stack(frames),
+            pts,
+            w.start,
+            w.end,
+            lost_here,
             window_pts_sec=window_pts if select is not None else pts,
         )
 
@@ -398,15 +412,21 @@ class Video:
         try:
             pos = torch.as_tensor(out)
         except Exception:
-            raise ValueError(f"{self.path}: select returned {type(out).__name__} for {where}, "
-                             f"expected a 1-D tensor of frame positions") from None
+            raise ValueError(
+                f"{self.path}: select returned {type(out).__name__} for {where}, "
+                f"expected a 1-D tensor of frame positions"
+            ) from None
         if pos.dim() != 1 or pos.dtype.is_floating_point or pos.dtype.is_complex or pos.dtype == torch.bool:
-            raise ValueError(f"{self.path}: select returned a {pos.dtype} tensor of shape {tuple(pos.shape)} "
-                             f"for {where}, expected a 1-D integer tensor of frame positions")
+            raise ValueError(
+                f"{self.path}: select returned a {pos.dtype} tensor of shape {tuple(pos.shape)} "
+                f"for {where}, expected a 1-D integer tensor of frame positions"
+            )
         if pos.numel() and (int(pos.min()) < 0 or int(pos.max()) >= n):
             bad = int(pos.min()) if int(pos.min()) < 0 else int(pos.max())
-            raise ValueError(f"{self.path}: select returned position {bad} for {where}, "
-                             f"which holds {n} decoded frame(s) (positions 0..{n - 1})")
+            raise ValueError(
+                f"{self.path}: select returned position {bad} for {where}, "
+                f"which holds {n} decoded frame(s) (positions 0..{n - 1})"
+            )
         return pos.tolist()
 
     def _stack(self, frames: list[np.ndarray]) -> torch.Tensor:

@@ -77,8 +77,9 @@ class Frame:
 
     __slots__ = ("index", "pts_sec", "lost", "_payload", "_rgb", "_convert")
 
-    def __init__(self, index: int, pts_sec: float, lost: list[LostFrame], payload: Any,
-                 convert: Callable[[Any], torch.Tensor]) -> None:
+    def __init__(
+        self, index: int, pts_sec: float, lost: list[LostFrame], payload: Any, convert: Callable[[Any], torch.Tensor]
+    ) -> None:
         self.index = index
         self.pts_sec = pts_sec
         self.lost = lost

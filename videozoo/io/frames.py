@@ -82,8 +82,10 @@ def find_pattern(names: Iterable[str]) -> tuple[FramePattern, dict[int, str]] | 
     for (prefix, suffix), items in sorted(groups.items()):
         # img_00042 can be %05d; img_42 can be %d (or %02d). Padding to
         # one digit is no padding: %01d is %d.
-        widths = sorted({len(d) if len(d) > 1 else 0 for d, _ in items}
-                        | ({0} if any(d == str(int(d)) for d, _ in items) else set()))
+        widths = sorted(
+            {len(d) if len(d) > 1 else 0 for d, _ in items}
+            | ({0} if any(d == str(int(d)) for d, _ in items) else set())
+        )
         for width in widths:
             pattern = FramePattern(prefix, width, suffix)
             frames = {int(d): name for d, name in items if d == pattern._digits(int(d))}
@@ -124,8 +126,11 @@ class FrameFolderVideo(Video):
             images = [n for n in listing if n.lower().endswith(IMAGE_EXTS)]
             if not images:
                 raise VideoDecodeError(self.path, f"folder holds no image frames ({'/'.join(IMAGE_EXTS)})")
-            raise VideoDecodeError(self.path, f"folder holds no numbered image frames (such as img_00001.jpg); "
-                                   f"found {', '.join(images[:3])}{', ...' if len(images) > 3 else ''}")
+            raise VideoDecodeError(
+                self.path,
+                f"folder holds no numbered image frames (such as img_00001.jpg); "
+                f"found {', '.join(images[:3])}{', ...' if len(images) > 3 else ''}",
+            )
         self._pattern, by_number = found
         self.pattern = str(self._pattern)
         self.numbers: list[int] = sorted(by_number)
@@ -172,7 +177,8 @@ class FrameFolderVideo(Video):
             if prev is not None and n > prev + 1:
                 missing = n - prev - 1
                 yield LostFrame(
-                    self._time(prev + 1), missing,
+                    self._time(prev + 1),
+                    missing,
                     f"{missing} frame(s) missing from the numbering "
                     f"({self._pattern.name(prev + 1)}{' ... ' + self._pattern.name(n - 1) if missing > 1 else ''})",
                     span=(self._time(prev + 1), self._time(n)),
@@ -185,8 +191,12 @@ class FrameFolderVideo(Video):
                 yield LostFrame(t, 1, f"{self.files[k]}: {exc.reason}", span=(t, t + 1e-9))
                 continue
             if (frame.height, frame.width) != (self.height, self.width):
-                yield LostFrame(t, 1, f"{self.files[k]} has size {frame.width}x{frame.height}, "
-                                f"expected {self.width}x{self.height}", span=(t, t + 1e-9))
+                yield LostFrame(
+                    t,
+                    1,
+                    f"{self.files[k]} has size {frame.width}x{frame.height}, expected {self.width}x{self.height}",
+                    span=(t, t + 1e-9),
+                )
                 continue
             yield t, frame
 

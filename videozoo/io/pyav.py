@@ -51,8 +51,9 @@ class PyAVVideo(Video):
 
     backend = "pyav"
 
-    def __init__(self, path: PathLike, *, threads: int | None = None, fps: float | None = None,
-                 format: str | None = None):
+    def __init__(
+        self, path: PathLike, *, threads: int | None = None, fps: float | None = None, format: str | None = None
+    ):
         super().__init__()
         import av  # imported here so that importing videozoo.io stays cheap
 
@@ -299,7 +300,10 @@ class PyAVVideo(Video):
                                 del intervals[0]
                 if frame.is_corrupt:
                     yield LostFrame(
-                        t, 1, f"damaged frame at {t:.3f} s (decoded with errors)", kept=True,
+                        t,
+                        1,
+                        f"damaged frame at {t:.3f} s (decoded with errors)",
+                        kept=True,
                         span=(t, t + 1e-9),
                     )
                 prev_t = t

@@ -49,8 +49,9 @@ def source_kind(path: str) -> str:
         return "folder"
     if stat.S_ISFIFO(mode):
         raise VideoDecodeError(
-            path, "is a named pipe (FIFO), not a video file: opening it would wait for a writer; "
-            "to read a stream from it, pass '-' and redirect the pipe to standard input (< pipe)"
+            path,
+            "is a named pipe (FIFO), not a video file: opening it would wait for a writer; "
+            "to read a stream from it, pass '-' and redirect the pipe to standard input (< pipe)",
         )
     if stat.S_ISCHR(mode):
         if sys.platform.startswith("linux") and os.major(st.st_rdev) == _V4L_MAJOR:
@@ -69,8 +70,9 @@ def check_file(path: str) -> None:
     if kind == "folder":
         raise VideoDecodeError(path, "is a directory; open_video reads it as a folder of frames")
     if kind != "file":
-        raise VideoDecodeError(path, f"is a stream ({kind}), not a file; open it with open_video, "
-                               "which reads it without seeking")
+        raise VideoDecodeError(
+            path, f"is a stream ({kind}), not a file; open it with open_video, which reads it without seeking"
+        )
     if os.path.getsize(path) == 0:
         raise VideoDecodeError(path, "file is empty (0 bytes)")
 
@@ -81,7 +83,10 @@ def _check_stdin() -> None:
     except OSError:
         raise VideoDecodeError(STDIN, "standard input is closed") from None
     if os.isatty(0):
-        raise VideoDecodeError(STDIN, "standard input is a terminal; pipe a video stream into it "
-                               "(e.g. `... < video.ts` or `ffmpeg ... -f mpegts - | ...`)")
+        raise VideoDecodeError(
+            STDIN,
+            "standard input is a terminal; pipe a video stream into it "
+            "(e.g. `... < video.ts` or `ffmpeg ... -f mpegts - | ...`)",
+        )
     if stat.S_ISDIR(st.st_mode):
         raise VideoDecodeError(STDIN, "standard input is a directory")

@@ -32,8 +32,16 @@ class StreamVideo(PyAVVideo):
 
     seekable = False
 
-    def __init__(self, source: str, *, kind: str, threads: int | None = None, fps: float | None = None,
-                 format: str | None = None, timeout: float | None = DEFAULT_STREAM_TIMEOUT_SEC):
+    def __init__(
+        self,
+        source: str,
+        *,
+        kind: str,
+        threads: int | None = None,
+        fps: float | None = None,
+        format: str | None = None,
+        timeout: float | None = DEFAULT_STREAM_TIMEOUT_SEC,
+    ):
         Video.__init__(self)
         import av
 
@@ -53,8 +61,9 @@ class StreamVideo(PyAVVideo):
         # Pipes wait for their writer: only network reads are bounded.
         wait = float(timeout) if kind == "url" and timeout is not None else None
         try:
-            self._container = av.open("pipe:0" if kind == "stdin" else source, format=format,
-                                      metadata_errors="ignore", timeout=wait)
+            self._container = av.open(
+                "pipe:0" if kind == "stdin" else source, format=format, metadata_errors="ignore", timeout=wait
+            )
         except Exception as exc:
             what = "cannot read a video stream from standard input" if kind == "stdin" else "cannot open"
             raise VideoDecodeError(source, f"{what}: {describe(exc)}") from exc

@@ -9,6 +9,7 @@ reason and the run goes on. Under torch.distributed (torchrun) each process take
 world-th video (no padding, so no video is evaluated twice), writes its own part file, and rank 0
 merges the parts and computes the metrics, which equal those of one process.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -137,19 +138,30 @@ def evaluate(cfg: EvalConfig) -> dict | None:
 
 def _evaluate(cfg: EvalConfig, out: Path, device: str, rank: int, world: int) -> dict | None:
     if cfg.resume and cfg.weights is None:
-        raise ValueError("--resume with random weights (--weights none): each run draws other weights, so the "
-                         "records would not belong together; save the model (videozoo.save_model) and pass the file")
+        raise ValueError(
+            "--resume with random weights (--weights none): each run draws other weights, so the "
+            "records would not belong together; save the model (videozoo.save_model) and pass the file"
+        )
     model = create_model(cfg.model, weights=cfg.weights)
     classes = model.class_names or [str(i) for i in range(model.num_classes)]
     videos = load_video_list(cfg.data, classes=classes, root=cfg.data_root)
     total = len(videos) if cfg.limit is None else min(cfg.limit, len(videos))
     engine = Engine(
-        model, views=cfg.views, device=device, precision=cfg.precision, batch_size=cfg.batch_size,
-        threads=cfg.decoder_threads, inplace=True,
+        model,
+        views=cfg.views,
+        device=device,
+        precision=cfg.precision,
+        batch_size=cfg.batch_size,
+        threads=cfg.decoder_threads,
+        inplace=True,
     )
     ident = identity(
-        model=cfg.model, weights=cfg.weights, data_sha=data_sha256(cfg.data, root=cfg.data_root),
-        views=str(cfg.views), precision=engine.precision.name, save_view_scores=cfg.save_view_scores,
+        model=cfg.model,
+        weights=cfg.weights,
+        data_sha=data_sha256(cfg.data, root=cfg.data_root),
+        views=str(cfg.views),
+        precision=engine.precision.name,
+        save_view_scores=cfg.save_view_scores,
     )
 
     final = out / "predictions.jsonl"
@@ -163,13 +175,21 @@ def _evaluate(cfg: EvalConfig, out: Path, device: str, rank: int, world: int) ->
                 stale.unlink(missing_ok=True)
             write_manifest(out, ident, job="evaluate", about={"weights": cfg.weights, "data": cfg.data})
     _barrier()
-    done = {r["index"] for p in [final, *out.glob("predictions.rank*.jsonl")] for r in read_records(p)} if cfg.resume else set()
+    done = (
+        {r["index"] for p in [final, *out.glob("predictions.rank*.jsonl")] for r in read_records(p)}
+        if cfg.resume
+        else set()
+    )
     todo = [i for i in range(rank, total, world) if i not in done]
     if rank == 0:
         settings = {**cfg.to_dict(), "world_size": world, "device": device, "precision_used": engine.precision.name}
         _write_output(out / "config.json", json.dumps(settings, indent=2))
-        print(f"evaluate: {cfg.model} {engine.plan} views, precision {engine.precision}, "
-              f"{engine.batch_size} views per forward pass, on {device}", file=sys.stderr, flush=True)
+        print(
+            f"evaluate: {cfg.model} {engine.plan} views, precision {engine.precision}, "
+            f"{engine.batch_size} views per forward pass, on {device}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     progress = _Progress(len(todo), enabled=rank == 0)
     with RecordWriter(part) as writer:
@@ -198,8 +218,15 @@ def _evaluate(cfg: EvalConfig, out: Path, device: str, rank: int, world: int) ->
     for p in out.glob("predictions.rank*.jsonl"):
         p.unlink()
     metrics, cm = summarize(merged, len(classes))
-    metrics.update({"model": cfg.model, "weights": cfg.weights, "views": str(cfg.views),
-                    "precision": engine.precision.name, "world_size": world})
+    metrics.update(
+        {
+            "model": cfg.model,
+            "weights": cfg.weights,
+            "views": str(cfg.views),
+            "precision": engine.precision.name,
+            "world_size": world,
+        }
+    )
     if videos.skipped_rows:
         metrics["skipped_rows"] = videos.skipped_rows
     metrics["config"] = cfg.to_dict()
@@ -210,7 +237,9 @@ def _evaluate(cfg: EvalConfig, out: Path, device: str, rank: int, world: int) ->
         except ImportError:
             log.warning("matplotlib is not installed: no confusion-matrix PNG")
         except OSError as e:
-            raise RunError(f"{out / 'confusion_matrix.png'}: cannot write ({e.strerror or e}); metrics.json is written") from e
+            raise RunError(
+                f"{out / 'confusion_matrix.png'}: cannot write ({e.strerror or e}); metrics.json is written"
+            ) from e
     return metrics
 
 
@@ -219,8 +248,10 @@ def _write_output(path: Path, text: str) -> None:
     try:
         write_text_atomic(path, text)
     except OSError as e:
-        raise RunError(f"{path}: cannot write ({e.strerror or e}); the finished records are kept: "
-                       "free space and continue with --resume") from e
+        raise RunError(
+            f"{path}: cannot write ({e.strerror or e}); the finished records are kept: "
+            "free space and continue with --resume"
+        ) from e
 
 
 class _Progress:
@@ -241,7 +272,11 @@ class _Progress:
         elif self.enabled and (self.n % 10 == 0 or self.n == self.total):
             rate = self.n / max(time.perf_counter() - self.t0, 1e-9)
             eta = (self.total - self.n) / rate if rate else 0
-            print(f"evaluate: {self.n}/{self.total} videos, {rate:.2f} videos/s, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"evaluate: {self.n}/{self.total} videos, {rate:.2f} videos/s, ETA {eta:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -7,6 +7,7 @@ parts are gathered into `clip_features.<fmt>` (all views, in video order), `vide
 As in evaluation, the output folder is locked while a run writes, and a resumption is checked
 against `manifest.json` (videozoo.jobs.rundir); every output file is written atomically.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,8 +76,10 @@ def extract_features(cfg: FeatureConfig) -> dict:
     if not cfg.data and not cfg.videos:
         raise ValueError("give a dataset spec (--data) or video files")
     if cfg.resume and cfg.weights is None:
-        raise ValueError("--resume with random weights (--weights none): each run draws other weights, so the "
-                         "features would not belong together; save the model (videozoo.save_model) and pass the file")
+        raise ValueError(
+            "--resume with random weights (--weights none): each run draws other weights, so the "
+            "features would not belong together; save the model (videozoo.save_model) and pass the file"
+        )
     out = prepare_out(cfg.out)
     with RunLock(out, wait=cfg.wait):
         return _extract(cfg, out)
@@ -87,11 +90,15 @@ def _extract(cfg: FeatureConfig, out: Path) -> dict:
     index_path = out / "index.jsonl"
     model = create_model(cfg.model, weights=cfg.weights)
     videos = _video_list(cfg, model.class_names)
-    engine = Engine(model, views=cfg.views, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size,
-                    inplace=True)
+    engine = Engine(
+        model, views=cfg.views, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size, inplace=True
+    )
     ident = identity(
-        model=cfg.model, weights=cfg.weights, data_sha=data_sha256(cfg.data, videos=cfg.videos),
-        views=str(cfg.views), precision=engine.precision.name,
+        model=cfg.model,
+        weights=cfg.weights,
+        data_sha=data_sha256(cfg.data, videos=cfg.videos),
+        views=str(cfg.views),
+        precision=engine.precision.name,
     )
     if cfg.resume and index_path.exists():
         check_resume(out, ident, job="features")
@@ -102,12 +109,15 @@ def _extract(cfg: FeatureConfig, out: Path) -> dict:
         write_manifest(out, ident, job="features", about={"weights": cfg.weights, "data": cfg.data})
     parts.mkdir(exist_ok=True)
     repair_tail(index_path)
-    done = {r["index"] for r in read_records(index_path) if r.get("error") or (parts / f"{r['index']:07d}.npy").exists()}
+    done = {
+        r["index"] for r in read_records(index_path) if r.get("error") or (parts / f"{r['index']:07d}.npy").exists()
+    }
     todo = [i for i in range(len(videos)) if i not in done]
     _write_output(out / "config.json", json.dumps({**cfg.to_dict(), "precision_used": engine.precision.name}, indent=2))
     with RecordWriter(index_path) as index:
-        for result in engine.map([videos.items[i].path for i in todo], workers=cfg.workers, output="features",
-                                 indices=todo):
+        for result in engine.map(
+            [videos.items[i].path for i in todo], workers=cfg.workers, output="features", indices=todo
+        ):
             i, item = result.index, videos.items[result.index]
             rec = {"index": i, "video": item.path, "label": item.label, "error": result.error}
             try:
@@ -116,7 +126,8 @@ def _extract(cfg: FeatureConfig, out: Path) -> dict:
                     _save_part(parts / f"{i:07d}.npy", result.output.numpy())  # (V, D)
                     rec["clips"] = [
                         {"start_sec": round(w.start_sec, 6), "end_sec": round(w.end_sec, 6), "crop": c}
-                        for w in loaded.windows for c in range(loaded.crops)
+                        for w in loaded.windows
+                        for c in range(loaded.crops)
                     ]
                 index.write(rec)
             except OSError as e:
@@ -140,8 +151,10 @@ def _write_output(path: Path, text: str) -> None:
     try:
         write_text_atomic(path, text)
     except OSError as e:
-        raise RunError(f"{path}: cannot write ({e.strerror or e}); the finished videos are kept: "
-                       "free space and continue with --resume") from e
+        raise RunError(
+            f"{path}: cannot write ({e.strerror or e}); the finished videos are kept: "
+            "free space and continue with --resume"
+        ) from e
 
 
 def _gather(out: Path, fmt: str, total: int) -> dict:
@@ -168,14 +181,23 @@ def _gather(out: Path, fmt: str, total: int) -> dict:
         else:
             from safetensors.numpy import save_file
 
-            _save_atomic(out / "features.safetensors",
-                         lambda p: save_file({"clip_features": clips, "video_features": vids}, str(p)))
+            _save_atomic(
+                out / "features.safetensors",
+                lambda p: save_file({"clip_features": clips, "video_features": vids}, str(p)),
+            )
     except OSError as e:
-        raise RunError(f"{out}: cannot write the gathered features ({e.strerror or e}); the finished videos are "
-                       "kept: free space and continue with --resume") from e
+        raise RunError(
+            f"{out}: cannot write the gathered features ({e.strerror or e}); the finished videos are "
+            "kept: free space and continue with --resume"
+        ) from e
     _write_output(out / "index.json", json.dumps(entries, indent=1))
     failed = sum(1 for e in entries if e.get("error"))
-    return {"videos": len(entries), "failed": failed, "dim": int(vids.shape[1]) if len(vids) else 0, "clips": int(len(clips))}
+    return {
+        "videos": len(entries),
+        "failed": failed,
+        "dim": int(vids.shape[1]) if len(vids) else 0,
+        "clips": int(len(clips)),
+    }
 
 
 def _save_atomic(path: Path, save) -> None:

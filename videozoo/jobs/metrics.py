@@ -4,6 +4,7 @@ Video level: the video's score is the mean of its views' scores (each view's sco
 mean over head positions of the per-position softmax). Clip level: every view on its own (with
 1x1 views the two agree). Top-5 with fewer than 5 classes counts every class.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,8 +75,15 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path, title: str = "") ->
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix (video level)")

@@ -4,6 +4,7 @@ A line is written whole and flushed before the next video starts, so a killed ru
 the line it was writing; :func:`repair_tail` drops such a cut line before more are appended (or
 the next record would be glued to it and both lost).
 """
+
 from __future__ import annotations
 
 import json

@@ -10,6 +10,7 @@ that ties it to what produced it, so that `--resume` never mixes results of two 
   views, precision, the data list by the sha256 of its content, the videozoo version, and what
   else the job names). A resumption with any of them changed is refused, listing each difference.
 """
+
 from __future__ import annotations
 
 import errno
@@ -164,7 +165,9 @@ def weights_sha256(model: str, weights: str | os.PathLike | None) -> str | None:
     from videozoo.weights import hub
 
     spec = get_spec(model)
-    path = hub.cache_path(spec.weights[weights]) if isinstance(weights, str) and weights in spec.weights else Path(weights)
+    path = (
+        hub.cache_path(spec.weights[weights]) if isinstance(weights, str) and weights in spec.weights else Path(weights)
+    )
     return file_sha256(path) if path.is_file() else f"no file at {path}"
 
 

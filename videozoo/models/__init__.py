@@ -1,4 +1,5 @@
 """The model families, their registry and `create_model`."""
+
 from videozoo.models.base import VideoClassifier
 
 __all__ = ["VideoClassifier"]

@@ -5,6 +5,7 @@ pool with the training-size window and, when the test crop is larger (fully conv
 testing), slide that window over the feature map and average the positions. Everything else
 (logits, per-position softmax scores, pooled features, head replacement) is defined once here.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

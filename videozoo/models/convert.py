@@ -1,4 +1,5 @@
 """Converting a checkpoint of any supported format to videozoo's own `.pth` or `.safetensors`."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ activations and pooling are not counted). torch's FlopCounterMode counts 2 FLOPs
 multiply-add for the same operators, so its total is halved. The count runs on the meta device:
 shapes only, no arithmetic, so every model of the zoo is counted in well under a second.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -19,6 +19,7 @@ Head: the PyTorch port averages the whole final map (one position at any crop). 
 instead ran the classifier convolutionally over a 4x7x7 window at stride 1 and averaged the
 per-position softmax (4 positions at a 256 crop); at the 224 training crop the two agree.
 """
+
 from __future__ import annotations
 
 import re

@@ -14,6 +14,7 @@ Modules carry the names of the pytorchvideo checkpoint (`patch_embed.patch_model
 `cls_positional_encoding`, `blocks.N.attn.pool_k`, `norm_embed`, `head.proj`, ...), so the official
 `.pyth` file loads as is.
 """
+
 from __future__ import annotations
 
 import torch

@@ -16,6 +16,7 @@ averaged. The module tree follows pytorchvideo's `create_resnet`/`create_csn`/`c
 so the model-zoo `.pyth` files load as they are; PySlowFast checkpoints of the same networks
 (`s1.pathway0_stem...`) are renamed on loading.
 """
+
 from __future__ import annotations
 
 import re

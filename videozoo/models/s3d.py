@@ -9,6 +9,7 @@ stride-1 average pool of the last feature map and then averages the position log
 classifier is an equivalent nn.Linear over `forward_positions`, and `convert_checkpoint` flattens
 the convolution kernel of torchvision's files.
 """
+
 from __future__ import annotations
 
 import torch

@@ -11,6 +11,7 @@ The module tree follows pytorchvideo's `create_slowfast`, so its model-zoo `.pyt
 they are; PySlowFast checkpoints of the same networks (`s1.pathway0_stem...`, `s1_fuse.conv_f2s`)
 are renamed on loading.
 """
+
 from __future__ import annotations
 
 import re
@@ -137,12 +138,20 @@ class SlowFast(VideoClassifier):
             fast_out = slow_out // beta_inv
             stride = 1 if i == 0 else 2
             slow = ResStage(
-                stage_depth, slow_in, slow_out // 4, slow_out,
-                temporal_kernels=slow_temporal_kernels[i], spatial_stride=stride,
+                stage_depth,
+                slow_in,
+                slow_out // 4,
+                slow_out,
+                temporal_kernels=slow_temporal_kernels[i],
+                spatial_stride=stride,
             )
             fast = ResStage(
-                stage_depth, fast_in, fast_out // 4, fast_out,
-                temporal_kernels=fast_temporal_kernels[i], spatial_stride=stride,
+                stage_depth,
+                fast_in,
+                fast_out // 4,
+                fast_out,
+                temporal_kernels=fast_temporal_kernels[i],
+                spatial_stride=stride,
             )
             last = i == len(stage_depths) - 1
             blocks.append(TwoPathwayStage(slow, fast, None if last else fusion(fast_out)))
@@ -235,7 +244,12 @@ def _register(
             ),
             weights={"kinetics400": WeightSource(url=f"{_ZOO}/{file}", format="pyth")},
             metrics=Metrics(
-                top1=top1, top5=top5, gflops=gflops, params_m=params_m, views="10x3", source=_SOURCE,
+                top1=top1,
+                top5=top5,
+                gflops=gflops,
+                params_m=params_m,
+                views="10x3",
+                source=_SOURCE,
                 flops_note=flops_note,
             ),
             description=description,
@@ -245,29 +259,47 @@ def _register(
 
 
 _register(
-    "slowfast_r50", "SLOWFAST_8x8_R50.pyth",
+    "slowfast_r50",
+    "SLOWFAST_8x8_R50.pyth",
     arch={"depth": 50, "fusion_kernel": 7},
-    frames=32, jitter=(256, 320), top1=76.94, top5=92.69, gflops=65.71, params_m=34.57,
+    frames=32,
+    jitter=(256, 320),
+    top1=76.94,
+    top5=92.69,
+    gflops=65.71,
+    params_m=34.57,
     description="SlowFast R50, 8x8: Slow 8 frames at stride 8, Fast 32 frames at stride 2",
 )
 _register(
-    "slowfast_r101", "SLOWFAST_8x8_R101.pyth",
+    "slowfast_r101",
+    "SLOWFAST_8x8_R101.pyth",
     arch={"depth": 101, "fusion_kernel": 5},
-    frames=32, jitter=(256, 320), top1=77.90, top5=93.27, gflops=127.20, params_m=62.83,
+    frames=32,
+    jitter=(256, 320),
+    top1=77.90,
+    top5=93.27,
+    gflops=127.20,
+    params_m=62.83,
     flops_note=BN_FLOPS_NOTE.format(bn=1.29, own=125.91),
     description="SlowFast R101, 8x8: Slow 8 frames at stride 8, Fast 32 frames at stride 2",
 )
 # "R101_50_50": an R101 whose res4 has temporal kernels in its first 6 blocks only.
 _RES4_50 = (3,) * 6 + (1,) * 17
 _register(
-    "slowfast_16x8_r101_50_50", "SLOWFAST_16x8_R101_50_50.pyth",
+    "slowfast_16x8_r101_50_50",
+    "SLOWFAST_16x8_R101_50_50.pyth",
     arch={
         "depth": 101,
         "fusion_kernel": 5,
         "slow_temporal_kernels": ((1,), (1,), _RES4_50, (3,)),
         "fast_temporal_kernels": ((3,), (3,), _RES4_50, (3,)),
     },
-    frames=64, jitter=(256, 360), top1=78.70, top5=93.61, gflops=215.61, params_m=53.77,
+    frames=64,
+    jitter=(256, 360),
+    top1=78.70,
+    top5=93.61,
+    gflops=215.61,
+    params_m=53.77,
     flops_note=BN_FLOPS_NOTE.format(bn=2.59, own=213.02),
     description="SlowFast R101 (50/50 temporal kernels in res4), 16x8: Slow 16 frames at stride 8, "
     "Fast 64 frames at stride 2",

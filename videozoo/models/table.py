@@ -1,4 +1,5 @@
 """The model table, generated from the registry: `videozoo models` and the README's table."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -35,15 +36,31 @@ def _fmt(v, nd=2) -> str:
 
 def format_table(rows: list[dict], *, markdown: bool = False) -> str:
     head = [
-        "model", "family", "frames x rate", "crop", "params (M)", "GFLOPs", "pub. GFLOPs", "top-1", "top-5", "views"
+        "model",
+        "family",
+        "frames x rate",
+        "crop",
+        "params (M)",
+        "GFLOPs",
+        "pub. GFLOPs",
+        "top-1",
+        "top-5",
+        "views",
     ]
     body = []
     for r in rows:
         p = r["published"] or {}
         body.append(
             [
-                r["name"], r["family"], f"{r['frames']}x{r['sampling_rate']}", str(r["crop"]), _fmt(r["params_m"]),
-                _fmt(r["gflops"]), _fmt(p.get("gflops")), _fmt(p.get("top1")), _fmt(p.get("top5")),
+                r["name"],
+                r["family"],
+                f"{r['frames']}x{r['sampling_rate']}",
+                str(r["crop"]),
+                _fmt(r["params_m"]),
+                _fmt(r["gflops"]),
+                _fmt(p.get("gflops")),
+                _fmt(p.get("top1")),
+                _fmt(p.get("top5")),
                 p.get("views") or "-",
             ]
         )

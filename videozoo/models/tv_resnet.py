@@ -13,6 +13,7 @@ convolution each stage uses and in the stem:
 The module tree follows torchvision's state-dict keys (`stem.0`, `layer1.0.conv1.0`,
 `layer2.0.downsample.0`, `fc`), so torchvision's files load as they are.
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -121,8 +122,10 @@ class VideoResNet(VideoClassifier):
         for index, (width, blocks, conv) in enumerate(stages):
             first_stride = 1 if index == 0 else 2
             stage = nn.Sequential(
-                *(BasicBlock(cin if b == 0 else width, width, conv=conv, stride=first_stride if b == 0 else 1)
-                  for b in range(blocks))
+                *(
+                    BasicBlock(cin if b == 0 else width, width, conv=conv, stride=first_stride if b == 0 else 1)
+                    for b in range(blocks)
+                )
             )
             self.add_module(f"layer{index + 1}", stage)
             cin = width

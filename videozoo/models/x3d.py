@@ -8,6 +8,7 @@ that window slides with stride 1 and the per-position scores are averaged.
 
 The module tree follows pytorchvideo's `create_x3d`, so its model-zoo `.pyth` files load as is.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,9 +50,7 @@ class _StemConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv_t = nn.Conv3d(
-            in_channels, out_channels, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False
-        )
+        self.conv_t = nn.Conv3d(in_channels, out_channels, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False)
         self.conv_xy = nn.Conv3d(
             out_channels, out_channels, (5, 1, 1), padding=(2, 0, 0), groups=out_channels, bias=False
         )
@@ -95,9 +94,7 @@ class X3DBottleneck(nn.Module):
         self.conv_a = nn.Conv3d(in_channels, inner, 1, bias=False)
         self.norm_a = _batch_norm(inner)
         self.act_a = nn.ReLU(inplace=True)
-        self.conv_b = nn.Conv3d(
-            inner, inner, 3, stride=(1, stride, stride), padding=1, groups=inner, bias=False
-        )
+        self.conv_b = nn.Conv3d(inner, inner, 3, stride=(1, stride, stride), padding=1, groups=inner, bias=False)
         # The squeeze-excitation sits after the norm, inside the same container (`norm_b.1`).
         se = SqueezeExcitation(inner, se_channels) if se_channels else nn.Identity()
         self.norm_b = nn.Sequential(_batch_norm(inner), se)
@@ -125,9 +122,7 @@ class X3DBlock(nn.Module):
         self.branch1_conv = None
         self.branch1_norm = None
         if in_channels != out_channels or stride > 1:
-            self.branch1_conv = nn.Conv3d(
-                in_channels, out_channels, 1, stride=(1, stride, stride), bias=False
-            )
+            self.branch1_conv = nn.Conv3d(in_channels, out_channels, 1, stride=(1, stride, stride), bias=False)
         if in_channels != out_channels:
             self.branch1_norm = _batch_norm(out_channels)
         self.branch2 = X3DBottleneck(in_channels, inner, out_channels, stride=stride, se_channels=se_channels)
@@ -145,9 +140,7 @@ class X3DBlock(nn.Module):
 
 
 class X3DStage(nn.Module):
-    def __init__(
-        self, depth: int, in_channels: int, inner: int, out_channels: int, *, se_ratio: float
-    ) -> None:
+    def __init__(self, depth: int, in_channels: int, inner: int, out_channels: int, *, se_ratio: float) -> None:
         super().__init__()
         se_channels = _round_channels(inner, se_ratio) if se_ratio > 0 else None
         self.res_blocks = nn.ModuleList(
@@ -252,10 +245,7 @@ class X3D(VideoClassifier):
 # -- variants ---------------------------------------------------------------------------------
 
 _ZOO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics"
-_PAPER = (
-    "Feichtenhofer. X3D: Expanding Architectures for Efficient Video Recognition. "
-    "CVPR 2020 (arXiv:2004.04730)"
-)
+_PAPER = "Feichtenhofer. X3D: Expanding Architectures for Efficient Video Recognition. CVPR 2020 (arXiv:2004.04730)"
 _SOURCE = "pytorchvideo docs/source/model_zoo.md (Kinetics-400; 3 spatial crops x 10 clips)"
 
 
@@ -313,11 +303,63 @@ def _register(
 
 # Frames, sampling rate, crops and jitter as in PySlowFast's configs/Kinetics/X3D_*.yaml (the
 # zoo's figures come from the PySlowFast workflow); the test crop is the short side, 3 crops.
-_register("x3d_xs", "XS", frames=4, rate=12, train_crop=160, test_crop=182, jitter=(182, 228),
-          depth_factor=2.2, top1=69.12, top5=88.63, gflops=0.91, fvcore_gflops=0.87, params_m=3.79)
-_register("x3d_s", "S", frames=13, rate=6, train_crop=160, test_crop=182, jitter=(182, 228),
-          depth_factor=2.2, top1=73.33, top5=91.27, gflops=2.96, fvcore_gflops=2.82, params_m=3.79)
-_register("x3d_m", "M", frames=16, rate=5, train_crop=224, test_crop=256, jitter=(256, 320),
-          depth_factor=2.2, top1=75.94, top5=92.72, gflops=6.72, fvcore_gflops=6.40, params_m=3.79)
-_register("x3d_l", "L", frames=16, rate=5, train_crop=312, test_crop=356, jitter=(356, 446),
-          depth_factor=5.0, top1=77.44, top5=93.31, gflops=26.64, fvcore_gflops=25.52, params_m=6.15)
+_register(
+    "x3d_xs",
+    "XS",
+    frames=4,
+    rate=12,
+    train_crop=160,
+    test_crop=182,
+    jitter=(182, 228),
+    depth_factor=2.2,
+    top1=69.12,
+    top5=88.63,
+    gflops=0.91,
+    fvcore_gflops=0.87,
+    params_m=3.79,
+)
+_register(
+    "x3d_s",
+    "S",
+    frames=13,
+    rate=6,
+    train_crop=160,
+    test_crop=182,
+    jitter=(182, 228),
+    depth_factor=2.2,
+    top1=73.33,
+    top5=91.27,
+    gflops=2.96,
+    fvcore_gflops=2.82,
+    params_m=3.79,
+)
+_register(
+    "x3d_m",
+    "M",
+    frames=16,
+    rate=5,
+    train_crop=224,
+    test_crop=256,
+    jitter=(256, 320),
+    depth_factor=2.2,
+    top1=75.94,
+    top5=92.72,
+    gflops=6.72,
+    fvcore_gflops=6.40,
+    params_m=3.79,
+)
+_register(
+    "x3d_l",
+    "L",
+    frames=16,
+    rate=5,
+    train_crop=312,
+    test_crop=356,
+    jitter=(356, 446),
+    depth_factor=5.0,
+    top1=77.44,
+    top5=93.31,
+    gflops=26.64,
+    fvcore_gflops=25.52,
+    params_m=6.15,
+)

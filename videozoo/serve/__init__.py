@@ -6,6 +6,7 @@
 The server keeps one warm :class:`~videozoo.engine.Engine` per served model in each worker and
 calls ``predict`` on it: the same numbers as ``videozoo predict``. See docs/serve.md.
 """
+
 from videozoo.serve.config import ServeConfig, ServedModel
 
 __all__ = ["ServeConfig", "ServedModel", "create_app", "serve"]

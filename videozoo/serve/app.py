@@ -10,6 +10,7 @@
 Every error is ``{"error": {"code", "message"}}`` with its status (see :mod:`videozoo.serve.errors`).
 OpenAPI documentation is at ``/docs``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,14 @@ def build_engines(config: ServeConfig) -> Engines:
     """One engine per served model (called once in each worker: its replicas)."""
     torch.set_num_threads(config.intra_op_threads())
     return {
-        m.name: Engine.build(m.name, weights=m.weights, views=config.views, device=config.device,
-                             precision=config.precision, threads=config.intra_op_threads())
+        m.name: Engine.build(
+            m.name,
+            weights=m.weights,
+            views=config.views,
+            device=config.device,
+            precision=config.precision,
+            threads=config.intra_op_threads(),
+        )
         for m in config.models
     }
 
@@ -92,30 +99,45 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
             return JSONResponse({"status": "failed", "error": {"code": "load_failed", "message": pool.failure}}, 503)
         if not pool.ready:
             return JSONResponse(
-                {"status": "loading", "error": {"code": "loading", "message": "the models are loading"}}, 503,
+                {"status": "loading", "error": {"code": "loading", "message": "the models are loading"}},
+                503,
                 headers={"Retry-After": "2"},
             )
-        return JSONResponse({
-            "status": "ok", "models": [m.name for m in config.models], "workers": pool.workers,
-            "in_flight": pool.in_flight, "max_queue": pool.max_queue,
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "models": [m.name for m in config.models],
+                "workers": pool.workers,
+                "in_flight": pool.in_flight,
+                "max_queue": pool.max_queue,
+            }
+        )
 
     @app.get("/v1/models", responses={503: {"description": "models still loading"}})
     async def models() -> JSONResponse:
         """The served models: classes, input configuration, precision, default views."""
         _require_ready(pool)
-        return JSONResponse({
-            "default_model": config.default_model,
-            "max_upload_mb": config.max_upload_mb,
-            "max_views": config.max_views,
-            "timeline": timeline_api.available(),
-            "models": [_describe(m.name, m.weights, pool.engines[m.name]) for m in config.models],
-        })
+        return JSONResponse(
+            {
+                "default_model": config.default_model,
+                "max_upload_mb": config.max_upload_mb,
+                "max_views": config.max_views,
+                "timeline": timeline_api.available(),
+                "models": [_describe(m.name, m.weights, pool.engines[m.name]) for m in config.models],
+            }
+        )
 
-    @app.post("/v1/predict", openapi_extra=_multipart_doc({
-        "model": "a served model (default: the first)", "views": "CLIPSxCROPS, e.g. 1x1 or 10x3, or published",
-        "top_k": "how many classes to return (default 5)",
-    }), responses=_ERROR_RESPONSES)
+    @app.post(
+        "/v1/predict",
+        openapi_extra=_multipart_doc(
+            {
+                "model": "a served model (default: the first)",
+                "views": "CLIPSxCROPS, e.g. 1x1 or 10x3, or published",
+                "top_k": "how many classes to return (default 5)",
+            }
+        ),
+        responses=_ERROR_RESPONSES,
+    )
     async def predict(request: Request) -> JSONResponse:
         """Top-k actions of the uploaded video: the object `videozoo predict --json` prints for it."""
         with _admitted(pool):
@@ -134,23 +156,33 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
                 entry["video"] = upload.filename  # the name the client gave, not the temporary file's
                 return JSONResponse(entry)
 
-    @app.post("/v1/timeline", openapi_extra=_multipart_doc({
-        "model": "a served model (default: the first)", "stride": "seconds between windows (default: half a clip)",
-        "window": "seconds per window (default: the model's clip)",
-        "min_segment": "seconds under which a segment is absorbed by its neighbours (default: the window)",
-        "smooth": "windows in the centred moving average before segmenting (default 3)",
-        "top_k": "classes per window (default 5)",
-    }), responses={**_ERROR_RESPONSES, 501: {"description": "timelines are not available in this installation"}})
+    @app.post(
+        "/v1/timeline",
+        openapi_extra=_multipart_doc(
+            {
+                "model": "a served model (default: the first)",
+                "stride": "seconds between windows (default: half a clip)",
+                "window": "seconds per window (default: the model's clip)",
+                "min_segment": "seconds under which a segment is absorbed by its neighbours (default: the window)",
+                "smooth": "windows in the centred moving average before segmenting (default 3)",
+                "top_k": "classes per window (default 5)",
+            }
+        ),
+        responses={**_ERROR_RESPONSES, 501: {"description": "timelines are not available in this installation"}},
+    )
     async def timeline(request: Request) -> JSONResponse:
         """The timeline of the uploaded video: the object `videozoo timeline` writes as timeline.json."""
         if not timeline_api.available():
             raise ApiError(501, "not_implemented", "timelines are not available in this installation of videozoo")
         with _admitted(pool):
             async with received_upload(request, state.folder, max_bytes=config.max_upload_bytes) as upload:
-                fields = _Fields(upload, config, allowed={"model", "stride", "window", "min_segment", "smooth", "top_k"})
+                fields = _Fields(
+                    upload, config, allowed={"model", "stride", "window", "min_segment", "smooth", "top_k"}
+                )
                 model = fields.model()
                 options = {
-                    "stride": fields.positive_float("stride"), "window": fields.positive_float("window"),
+                    "stride": fields.positive_float("stride"),
+                    "window": fields.positive_float("window"),
                     "min_segment": fields.non_negative_float("min_segment"),
                     "smooth": fields.positive_int("smooth", 3),
                     "top_k": fields.positive_int("top_k", config.top_k),
@@ -170,6 +202,7 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
 
 # -- request pieces ---------------------------------------------------------------------------------
 
+
 class _Fields:
     """The text fields of one request, each checked with a message naming the field."""
 
@@ -177,8 +210,11 @@ class _Fields:
         self.values, self.config = upload.fields, config
         unknown = sorted(set(self.values) - allowed)
         if unknown:
-            raise ApiError(400, "bad_field", f"unknown form field(s) {', '.join(unknown)}; "
-                           f"this endpoint takes video, {', '.join(sorted(allowed))}")
+            raise ApiError(
+                400,
+                "bad_field",
+                f"unknown form field(s) {', '.join(unknown)}; this endpoint takes video, {', '.join(sorted(allowed))}",
+            )
 
     def _bad(self, name: str, why: str) -> ApiError:
         return ApiError(400, "bad_field", f"{name}={self.values.get(name)!r}: {why}")
@@ -197,8 +233,11 @@ class _Fields:
         except ViewPlanError as e:
             raise self._bad("views", str(e)) from None
         if plan.clips * plan.crops > self.config.max_views:
-            raise self._bad("views", f"{plan} is {plan.clips * plan.crops} views; this server takes at most "
-                            f"{self.config.max_views} per request")
+            raise self._bad(
+                "views",
+                f"{plan} is {plan.clips * plan.crops} views; this server takes at most "
+                f"{self.config.max_views} per request",
+            )
         return plan
 
     def positive_int(self, name: str, default: int) -> int:
@@ -258,8 +297,12 @@ def _admitted(pool: InferencePool) -> Iterator[None]:
         with pool.admit():
             yield
     except QueueFull as e:
-        raise ApiError(503, "busy", f"every worker is busy and the queue is full; retry in {e.retry_after} s",
-                       headers={"Retry-After": str(e.retry_after)}) from None
+        raise ApiError(
+            503,
+            "busy",
+            f"every worker is busy and the queue is full; retry in {e.retry_after} s",
+            headers={"Retry-After": str(e.retry_after)},
+        ) from None
     except NotReady:
         _require_ready(pool)
         raise
@@ -275,8 +318,9 @@ async def _run(pool: InferencePool, job, upload: Upload) -> Any:
         if not pool.closing:
             raise
         # Stopping, and the grace period is over: the client is told, not left with a broken answer.
-        raise ApiError(503, "shutting_down", "the server stopped before this request finished",
-                       headers={"Retry-After": "5"}) from None
+        raise ApiError(
+            503, "shutting_down", "the server stopped before this request finished", headers={"Retry-After": "5"}
+        ) from None
     except ShuttingDown:
         raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "5"}) from None
     except VideoDecodeError as e:
@@ -304,9 +348,23 @@ def _describe(name: str, weights: str | None, engine: Engine) -> dict[str, Any]:
         "classes": names,
         "num_classes": len(names) if names else int(getattr(engine.model, "num_classes", 0) or 0) or None,
         "input": {
-            **{k: v for k, v in asdict(cfg).items() if k in (
-                "num_frames", "sampling_rate", "fps", "short_side", "crop_size", "mean", "std", "slow_alpha",
-                "test_clips", "test_crops")},
+            **{
+                k: v
+                for k, v in asdict(cfg).items()
+                if k
+                in (
+                    "num_frames",
+                    "sampling_rate",
+                    "fps",
+                    "short_side",
+                    "crop_size",
+                    "mean",
+                    "std",
+                    "slow_alpha",
+                    "test_clips",
+                    "test_crops",
+                )
+            },
             "clip_seconds": cfg.clip_seconds,
         },
         "precision": engine.precision.name,
@@ -320,8 +378,14 @@ def _multipart_doc(fields: dict[str, str]) -> dict:
     """The OpenAPI request body of a multipart endpoint (its body is parsed by hand, as it streams)."""
     props = {"video": {"type": "string", "format": "binary", "description": "the video file"}}
     props.update({k: {"type": "string", "description": v} for k, v in fields.items()})
-    return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": props, "required": ["video"]}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object", "properties": props, "required": ["video"]}}
+            },
+        }
+    }
 
 
 _ERROR_RESPONSES: dict = {

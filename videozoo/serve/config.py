@@ -1,4 +1,5 @@
 """What a server serves and how: the models with their weights, limits, workers, precision, device."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Handlers here turn FastAPI's own errors (unknown route, wrong method, bad query) into the same
 shape, so a client parses one kind of error body whatever went wrong.
 """
+
 from __future__ import annotations
 
 from fastapi import FastAPI, Request

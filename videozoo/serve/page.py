@@ -1,4 +1,5 @@
 """The web page served at ``/``: one self-contained HTML file (styles and script inline, no CDN)."""
+
 from __future__ import annotations
 
 import functools

@@ -11,6 +11,7 @@ at once with a retry estimate. PyTorch and the decoder release the GIL, so worke
 parallel; each worker's share of the cores is set by the caller (intra-op threads).
 A job is a function of the worker's engines; it runs on the worker thread, never on the event loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -158,8 +159,11 @@ class InferencePool:
         try:
             engines = self._build()
         except Exception as e:  # one clear message for the whole server
-            self._fail(f"{type(e).__name__}: {e}" if not isinstance(e, (ValueError, RuntimeError, KeyError)) else str(
-                e.args[0] if isinstance(e, KeyError) and e.args else e))
+            self._fail(
+                f"{type(e).__name__}: {e}"
+                if not isinstance(e, (ValueError, RuntimeError, KeyError))
+                else str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+            )
             return
         with self._lock:
             if not self.engines:

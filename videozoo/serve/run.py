@@ -4,6 +4,7 @@ On SIGTERM or Ctrl-C the server stops accepting connections, fails the requests 
 503 ("shutting down"), lets the running ones finish (up to ``shutdown_timeout`` seconds, then cancels
 them), removes its temporary folder and returns 0. A model that fails to load stops it with 1.
 """
+
 from __future__ import annotations
 
 import os
@@ -84,7 +85,10 @@ def serve(
         threading.Thread(target=announce_ready, daemon=True).start()
 
     uconfig = uvicorn.Config(
-        app, log_level=log_level, timeout_graceful_shutdown=shutdown_timeout, lifespan="on",
+        app,
+        log_level=log_level,
+        timeout_graceful_shutdown=shutdown_timeout,
+        lifespan="on",
         access_log=log_level in ("debug", "trace", "info"),
     )
     server = _Server(uconfig, pool, on_started)

@@ -1,4 +1,5 @@
 """The timeline endpoint's link to the timeline job (:mod:`videozoo.jobs.timeline`), where installed."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,8 +33,9 @@ def run(
     """
     from videozoo.jobs.timeline import timeline
 
-    result = timeline(path, model=engine, window=window, stride=stride, min_segment=min_segment,
-                      smooth=smooth, top_k=top_k)
+    result = timeline(
+        path, model=engine, window=window, stride=stride, min_segment=min_segment, smooth=smooth, top_k=top_k
+    )
     if result.error is not None and not result.windows:
         raise RuntimeError(result.error)
     return result.to_json()

@@ -6,6 +6,7 @@ the server's private temporary folder, and an upload larger than the limit is re
 it crosses the limit — the rest of it is read and discarded (so the client sees the answer), never
 stored. The file is removed when the request ends, whatever its outcome.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -76,9 +77,14 @@ class _Receiver:
 
     def callbacks(self) -> dict:
         return {
-            "on_part_begin": self._part_begin, "on_header_field": self._hfield, "on_header_value": self._hvalue,
-            "on_header_end": self._hend, "on_headers_finished": self._headers_done, "on_part_data": self._data,
-            "on_part_end": self._part_end, "on_end": self._end,
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._hfield,
+            "on_header_value": self._hvalue,
+            "on_header_end": self._hend,
+            "on_headers_finished": self._headers_done,
+            "on_part_data": self._data,
+            "on_part_end": self._part_end,
+            "on_end": self._end,
         }
 
     def _part_begin(self) -> None:
@@ -158,11 +164,14 @@ async def received_upload(
     content_type, params = parse_options_header(request.headers.get("content-type"))
     if content_type != b"multipart/form-data" or not params.get(b"boundary"):
         raise ApiError(
-            415, "unsupported_media_type",
+            415,
+            "unsupported_media_type",
             f"send the video as multipart/form-data with a `{file_field}` file field (curl -F {file_field}=@clip.mp4)",
         )
     too_large = ApiError(
-        413, "upload_too_large", f"the upload is larger than this server's limit of {_mib(max_bytes)}",
+        413,
+        "upload_too_large",
+        f"the upload is larger than this server's limit of {_mib(max_bytes)}",
         headers={"Connection": "close"},
     )
     declared = request.headers.get("content-length")

@@ -10,6 +10,7 @@ model (the clip and architecture overrides), data (clips and batches), setup (mo
 optimiser, schedule), resume (checkpoints and exact resumption), epoch (the steps of one epoch),
 validate, schedule (learning rates), report (metrics.csv, plots, progress) and loop (the epochs).
 """
+
 from videozoo.train.config import TrainConfig, add_cli_arguments, config_from_args, load_config
 from videozoo.train.loop import TrainResult, train
 

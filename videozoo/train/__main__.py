@@ -1,4 +1,5 @@
 """`python -m videozoo.train --model M --data SPEC --out DIR [...]`; also what `torchrun` launches."""
+
 from __future__ import annotations
 
 import argparse

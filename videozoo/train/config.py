@@ -9,6 +9,7 @@ The defaults are the torchvision video-classification recipe: SGD with momentum 
 1e-4, lr 0.01 per 16 clips of global batch, 10 warm-up epochs from a factor 0.001, then x0.1 at
 epochs 20 and 30, 45 epochs, 16 clips per batch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,19 @@ PROGRESS = ("auto", "bar", "log", "none")
 
 # Fields that may differ between a run and its resumption without changing what was trained so far.
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "resume", "wait", "out", "num_workers", "log_every", "progress", "tensorboard", "plot", "device",
-     "check_videos"}
+    {
+        "epochs",
+        "resume",
+        "wait",
+        "out",
+        "num_workers",
+        "log_every",
+        "progress",
+        "tensorboard",
+        "plot",
+        "device",
+        "check_videos",
+    }
 )
 REQUIRED = ("model", "data", "out")
 

@@ -9,6 +9,7 @@ clip and the centre crop ("1x1"), as the model cards' single view.
 A video that cannot be decoded is not fatal: the dataset returns a :class:`Skipped` marker, the
 collate drops it from the batch and hands it on so the loop can warn and count.
 """
+
 from __future__ import annotations
 
 import signal

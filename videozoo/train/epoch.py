@@ -5,6 +5,7 @@ be shorter; each micro-batch's loss is weighted by 1 / group size). The learning
 start of each group and the schedule advances after its step. A SIGTERM is acted on at a step
 boundary: the epoch returns where it stopped, so the caller can checkpoint and resume exactly there.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -97,8 +98,13 @@ def train_epoch(
     num_batches = skip_batches + len(loader)
     set_train_mode(run.model, cfg.freeze_bn)
     progress = Progress(
-        cfg.progress, enabled=procs.main, total=num_batches, epoch=epoch, epochs=cfg.epochs,
-        log_every=cfg.log_every, initial=skip_batches,
+        cfg.progress,
+        enabled=procs.main,
+        total=num_batches,
+        epoch=epoch,
+        epochs=cfg.epochs,
+        log_every=cfg.log_every,
+        initial=skip_batches,
     )
     t0 = time.perf_counter()
     seconds_before = sums.seconds
@@ -133,7 +139,8 @@ def train_epoch(
                 raise NonFiniteLoss(
                     f"the training loss became {value} in epoch {epoch + 1}, step {step} (batch {batch_index} of "
                     "the epoch); the run stopped without applying that step",
-                    epoch=epoch, step=step,
+                    epoch=epoch,
+                    step=step,
                 )
             diverged = None
             _optimizer_step(run)

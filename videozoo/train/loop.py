@@ -6,6 +6,7 @@ then per epoch train (videozoo.train.epoch), validate (videozoo.train.validate),
 checkpoint; at the end write the final model. Launched by ``torchrun`` (``WORLD_SIZE > 1``) every
 epoch is split over the processes and gradients are averaged; only rank 0 writes files.
 """
+
 from __future__ import annotations
 
 import gc
@@ -139,8 +140,12 @@ class _Trainer:
         self.start = restore(resume, self.setup) if resume is not None else RunPosition()
         self.skipped_total = self.start.skipped_total
         self.report = RunReport(
-            self.out, enabled=procs.main, tensorboard=cfg.tensorboard, plot=cfg.plot,
-            history=self.start.history, resume_step=self.setup.schedule.step,
+            self.out,
+            enabled=procs.main,
+            tensorboard=cfg.tensorboard,
+            plot=cfg.plot,
+            history=self.start.history,
+            resume_step=self.setup.schedule.step,
         )
         if procs.main:
             cfg.save(self.out / CONFIG_FILE)
@@ -148,7 +153,9 @@ class _Trainer:
     def _identity(self) -> dict:
         cfg = self.cfg
         return identity(
-            model=cfg.model, weights=cfg.weights, data_sha=data_sha256(cfg.data),
+            model=cfg.model,
+            weights=cfg.weights,
+            data_sha=data_sha256(cfg.data),
             val_data_sha256=data_sha256(cfg.val_data) if cfg.val_data else None,
             classes_sha256=data_sha256(cfg.classes) if cfg.classes else None,
             precision=cfg.precision,
@@ -165,17 +172,26 @@ class _Trainer:
                 resumed = epoch == self.start.epoch
                 try:
                     end = train_epoch(
-                        run, epoch,
+                        run,
+                        epoch,
                         skip_batches=self.start.batch if resumed else 0,
                         sums=self.start.partial if resumed else EpochSums(),
-                        stop=stop, report=self.report, warnings=self.warnings, on_step=self.on_step,
+                        stop=stop,
+                        report=self.report,
+                        warnings=self.warnings,
+                        on_step=self.on_step,
                     )
                 except NonFiniteLoss as e:
                     self.report.close()
-                    kept = (f"the last good checkpoint, {self.ckpt_path} (epoch {epochs_done}), is kept"
-                            if self.ckpt_path.exists() else "no checkpoint was written yet")
-                    raise RunError(f"{e}; {kept}, and no {FINAL_MODEL} is written. A lower learning rate "
-                                   "(--lr) or --clip-grad-norm may help") from e
+                    kept = (
+                        f"the last good checkpoint, {self.ckpt_path} (epoch {epochs_done}), is kept"
+                        if self.ckpt_path.exists()
+                        else "no checkpoint was written yet"
+                    )
+                    raise RunError(
+                        f"{e}; {kept}, and no {FINAL_MODEL} is written. A lower learning rate "
+                        "(--lr) or --clip-grad-norm may help"
+                    ) from e
                 sums = end.sums
                 if end.interrupted:
                     self._checkpoint(epoch, end.batch, sums)
@@ -205,8 +221,10 @@ class _Trainer:
                     extra={"metrics": self.report.rows[-1] if self.report.rows else {}},
                 )
             except OSError as e:
-                raise RunError(f"{self.out / FINAL_MODEL}: cannot write ({e.strerror or e}); {self.ckpt_path} "
-                               "holds the trained weights: free space and continue with --resume") from e
+                raise RunError(
+                    f"{self.out / FINAL_MODEL}: cannot write ({e.strerror or e}); {self.ckpt_path} "
+                    "holds the trained weights: free space and continue with --resume"
+                ) from e
             log(f"saved {model_path}", enabled=True)
         self.report.close()
         procs.barrier()
@@ -228,7 +246,9 @@ class _Trainer:
         assert run is not None
         t_val = time.perf_counter()
         last = epoch + 1 == cfg.epochs
-        val_loss, val_acc = validate(run, self.warnings) if (last or (epoch + 1) % cfg.val_every == 0) else (math.nan, math.nan)
+        val_loss, val_acc = (
+            validate(run, self.warnings) if (last or (epoch + 1) % cfg.val_every == 0) else (math.nan, math.nan)
+        )
         loss, correct, samples, skipped = procs.sum([sums.loss, sums.correct, sums.samples, sums.skipped])
         seconds = sums.seconds + time.perf_counter() - t_val
         self.skipped_total += int(skipped)
@@ -258,6 +278,10 @@ class _Trainer:
         try:
             save_training_checkpoint(self.ckpt_path, self.setup, position)
         except OSError as e:
-            kept = f"the previous {self.ckpt_path.name} is kept" if self.ckpt_path.exists() else "no checkpoint is written"
-            raise RunError(f"{self.ckpt_path}: cannot write ({e.strerror or e}) after epoch {epoch}, batch {batch}; "
-                           f"{kept}: free space and continue with --resume") from e
+            kept = (
+                f"the previous {self.ckpt_path.name} is kept" if self.ckpt_path.exists() else "no checkpoint is written"
+            )
+            raise RunError(
+                f"{self.ckpt_path}: cannot write ({e.strerror or e}) after epoch {epoch}, batch {batch}; "
+                f"{kept}: free space and continue with --resume"
+            ) from e

@@ -4,6 +4,7 @@ The clip settings (frames, rate, sizes) replace the entry's InputConfig fields; 
 arguments (`arch`, `dropout`, and the clip length and training crop that fix the head's pooling
 window) are laid over the entry's, or over a pretrained checkpoint's recorded ones.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,7 +49,9 @@ def resolve_input(base: InputConfig, cfg: TrainConfig) -> InputConfig:
     train_short = min(out.resize) if out.resize is not None else out.train_jitter[0]
     eval_short = min(out.resize) if out.resize is not None else out.short_side
     if out.train_crop_size > train_short:
-        raise ValueError(f"the training crop {out.train_crop_size} is larger than the smallest short side {train_short}")
+        raise ValueError(
+            f"the training crop {out.train_crop_size} is larger than the smallest short side {train_short}"
+        )
     if out.crop_size > eval_short:
         raise ValueError(f"the eval crop {out.crop_size} is larger than the eval short side {eval_short}")
     return out

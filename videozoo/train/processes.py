@@ -4,6 +4,7 @@
 NCCL on CUDA, one GPU per process by ``LOCAL_RANK``). :class:`Processes` answers who this process
 is and does the few collective operations the loop needs; with one process they are local no-ops.
 """
+
 from __future__ import annotations
 
 import os

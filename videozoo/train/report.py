@@ -2,6 +2,7 @@
 
 Only the main process (rank 0) writes; the others construct a disabled reporter.
 """
+
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,15 @@ import time
 from pathlib import Path
 
 COLUMNS = (
-    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "samples_per_s", "skipped_videos"
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "seconds",
+    "samples_per_s",
+    "skipped_videos",
 )
 
 
@@ -171,7 +180,11 @@ class Progress:
                 tqdm = None
             if tqdm is not None:
                 self.bar = tqdm(
-                    total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
+                    total=total,
+                    initial=initial,
+                    desc=f"epoch {epoch + 1}/{epochs}",
+                    unit="batch",
+                    leave=False,
                     dynamic_ncols=True,
                 )
 

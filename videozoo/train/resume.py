@@ -7,6 +7,7 @@ sums, the rows of metrics.csv so far, and every process's RNG states. Together w
 augmentation generators (a function of seed, epoch and index) a resumed run takes the same steps on
 the same clips as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import random

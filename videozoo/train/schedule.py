@@ -11,6 +11,7 @@ The rate at step ``s`` (0-based, ``E`` steps per epoch) is ``lr * warmup(s) * de
   ``(1 + cos(pi * (s - W) / (T - W))) / 2`` with ``T = epochs * E`` total steps (``CosineAnnealingLR``
   down to 0).
 """
+
 from __future__ import annotations
 
 import math

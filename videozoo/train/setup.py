@@ -4,6 +4,7 @@ the learning-rate schedule, the gradient scaler and the loss.
 :func:`read_videos` reads the data specs; :func:`set_up` builds everything else into a
 :class:`TrainingSetup`, which the epoch loop, validation and checkpointing share.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,8 +87,11 @@ def check_readable(videos: VideoList, class_names: list[str], *, enabled_log: bo
             f"{videos.source}: {len(empty)} class(es) have no readable training video: {names} (e.g. {first}: "
             f"{reasons[first]}); nothing was trained"
         )
-    log(f"warning: {len(bad)} of {len(paths)} training videos cannot be read and will be skipped, e.g. "
-        f"{example[0]}: {example[1]}", enabled=enabled_log)
+    log(
+        f"warning: {len(bad)} of {len(paths)} training videos cannot be read and will be skipped, e.g. "
+        f"{example[0]}: {example[1]}",
+        enabled=enabled_log,
+    )
 
 
 def _unreadable(path: str) -> str | None:
@@ -186,9 +190,21 @@ def set_up(cfg: TrainConfig, procs: Processes, videos: Videos) -> TrainingSetup:
         enabled=procs.main,
     )
     return TrainingSetup(
-        cfg=cfg, procs=procs, spec=spec, class_names=list(videos.class_names), input=input_config,
-        model=model, ddp=ddp, train_set=train_set, train_sampler=train_sampler, val_set=val_set,
-        optimizer=optimizer, schedule=schedule, scaler=scaler, criterion=criterion, steps_per_epoch=steps_per_epoch,
+        cfg=cfg,
+        procs=procs,
+        spec=spec,
+        class_names=list(videos.class_names),
+        input=input_config,
+        model=model,
+        ddp=ddp,
+        train_set=train_set,
+        train_sampler=train_sampler,
+        val_set=val_set,
+        optimizer=optimizer,
+        schedule=schedule,
+        scaler=scaler,
+        criterion=criterion,
+        steps_per_epoch=steps_per_epoch,
     )
 
 
@@ -203,7 +219,10 @@ def _model_on_device(
             hub.fetch(spec.weights[cfg.weights])
         procs.barrier()
     model, origin = build_model(spec, cfg, overrides, class_names)
-    log(f"{cfg.model}: {origin}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", enabled=procs.main)
+    log(
+        f"{cfg.model}: {origin}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters",
+        enabled=procs.main,
+    )
     model.class_names = list(class_names)
     model.model_name = spec.name
     model.input_config = input_config
@@ -223,7 +242,9 @@ def _model_on_device(
 def _datasets(
     cfg: TrainConfig, procs: Processes, input_config: InputConfig, videos: Videos
 ) -> tuple[ClipDataset, ResumableSampler, Subset | None]:
-    train_set = ClipDataset(videos.train, input_config, train=True, seed=cfg.seed, hflip=cfg.hflip, cache=cfg.cache_videos)
+    train_set = ClipDataset(
+        videos.train, input_config, train=True, seed=cfg.seed, hflip=cfg.hflip, cache=cfg.cache_videos
+    )
     inner = DistributedSampler(train_set, num_replicas=procs.world_size, rank=procs.rank, shuffle=True, seed=cfg.seed)
     val_set = None
     if videos.val is not None:

@@ -3,6 +3,7 @@
 Each process scores its own share of the validation videos; the sums are added over processes, so
 the figures are those of one process scoring them all. Undecodable videos are left out.
 """
+
 from __future__ import annotations
 
 import math

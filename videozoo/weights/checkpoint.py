@@ -14,6 +14,7 @@ files as JSON under the header metadata key `videozoo_meta`), restored as `Check
 written before that record existed (`{'videozoo': 1, 'model': ..., 'class_names': ...}` with `arch`
 and `input` entries, or safetensors with `model`/`class_names` metadata) are read into one too.
 """
+
 from __future__ import annotations
 
 import json
@@ -111,8 +112,7 @@ def _read(path: Path) -> Checkpoint:
             return _from_torch_object(_torch_load(path), src)
         return _from_caffe2_object(first, src)
     raise CheckpointError(
-        f"{src}: not a checkpoint in a known format (expected a torch.save file, safetensors, "
-        "or a Caffe2 pickle)"
+        f"{src}: not a checkpoint in a known format (expected a torch.save file, safetensors, or a Caffe2 pickle)"
     )
 
 
@@ -194,7 +194,7 @@ def _from_torch_object(obj: Any, src: str) -> Checkpoint:
             raise CheckpointError(f"{src}: 'model_state' is not a dict of tensors")
         keys = list(sd)
         if all(k.startswith("model.") for k in keys):
-            sd = {k[len("model."):]: v for k, v in sd.items()}
+            sd = {k[len("model.") :]: v for k, v in sd.items()}
             keys = list(sd)
         pyslowfast = any(k.startswith(("s1.", "s1_fuse.")) for k in keys)
         return Checkpoint("pyslowfast" if pyslowfast else "pyth", dict(sd), src)
@@ -216,10 +216,16 @@ def _from_videozoo_object(obj: dict, src: str) -> Checkpoint:
     if layout == 1:
         old = ("videozoo", "state_dict", "model", "class_names", "arch", "input", "config")
         meta = _legacy_meta(
-            src, model=obj.get("model"), class_names=obj.get("class_names"), arch=obj.get("arch"),
-            input=obj.get("input"), training=obj.get("config"),
+            src,
+            model=obj.get("model"),
+            class_names=obj.get("class_names"),
+            arch=obj.get("arch"),
+            input=obj.get("input"),
+            training=obj.get("config"),
         )
-        return Checkpoint("videozoo", dict(obj["state_dict"]), src, meta, {k: v for k, v in obj.items() if k not in old})
+        return Checkpoint(
+            "videozoo", dict(obj["state_dict"]), src, meta, {k: v for k, v in obj.items() if k not in old}
+        )
     if "videozoo_meta" not in obj:
         raise CheckpointError(f"{src}: a videozoo checkpoint without its videozoo_meta record")
     meta = CheckpointMeta.from_dict(obj["videozoo_meta"], source=src)
@@ -264,7 +270,9 @@ def save_checkpoint(
     if clash:
         raise ValueError(f"{path}: extra entries {', '.join(clash)} are reserved for the weights and their record")
     if extra and path.suffix == ".safetensors":
-        raise ValueError(f"{path}: a safetensors file holds no extra entries ({', '.join(sorted(extra))}); write a .pth")
+        raise ValueError(
+            f"{path}: a safetensors file holds no extra entries ({', '.join(sorted(extra))}); write a .pth"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}

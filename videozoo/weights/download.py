@@ -10,6 +10,7 @@ truncated bodies and 5xx answers are retried a bounded number of times with a do
 Settings come from the environment (see :class:`DownloadPolicy`); `VIDEOZOO_MIRROR=BASE_URL`
 replaces the scheme and host of every weight URL, keeping its path.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -55,9 +56,13 @@ class DownloadPolicy:
 
     @classmethod
     def from_env(cls) -> DownloadPolicy:
-        names = {"stall_sec": "VIDEOZOO_DOWNLOAD_STALL_SEC", "min_rate": "VIDEOZOO_DOWNLOAD_MIN_RATE",
-                 "rate_window_sec": "VIDEOZOO_DOWNLOAD_RATE_WINDOW_SEC", "retries": "VIDEOZOO_DOWNLOAD_RETRIES",
-                 "backoff_sec": "VIDEOZOO_DOWNLOAD_BACKOFF_SEC"}
+        names = {
+            "stall_sec": "VIDEOZOO_DOWNLOAD_STALL_SEC",
+            "min_rate": "VIDEOZOO_DOWNLOAD_MIN_RATE",
+            "rate_window_sec": "VIDEOZOO_DOWNLOAD_RATE_WINDOW_SEC",
+            "retries": "VIDEOZOO_DOWNLOAD_RETRIES",
+            "backoff_sec": "VIDEOZOO_DOWNLOAD_BACKOFF_SEC",
+        }
         values: dict = {}
         for field_name, var in names.items():
             text = os.environ.get(var)
@@ -69,7 +74,9 @@ class DownloadPolicy:
             except ValueError:
                 raise ValueError(f"{var}={text!r}: expected a {'whole ' if kind is int else ''}number") from None
             if value < 0 or (field_name in ("stall_sec", "rate_window_sec") and value == 0) or value != value:
-                raise ValueError(f"{var}={text!r}: must be {'> 0' if field_name in ('stall_sec', 'rate_window_sec') else '>= 0'}")
+                raise ValueError(
+                    f"{var}={text!r}: must be {'> 0' if field_name in ('stall_sec', 'rate_window_sec') else '>= 0'}"
+                )
             values[field_name] = value
         return cls(**values)
 
@@ -105,8 +112,12 @@ def download_checked(
             if not transient or attempt == policy.retries:
                 raise
             pause = policy.backoff_sec * 2**attempt
-            print(f"videozoo: download of {url} failed ({e}); retrying in {pause:g} s "
-                  f"(attempt {attempt + 2} of {policy.retries + 1})", file=sys.stderr, flush=True)
+            print(
+                f"videozoo: download of {url} failed ({e}); retrying in {pause:g} s "
+                f"(attempt {attempt + 2} of {policy.retries + 1})",
+                file=sys.stderr,
+                flush=True,
+            )
             time.sleep(pause)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -137,8 +148,10 @@ def _download_once(url: str, tmp: Path, *, policy: DownloadPolicy, progress: boo
         kind = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if kind in ("text/html", "application/xhtml+xml", "application/json"):
             first = resp.read(200)
-            raise IntegrityError(f"{url}: the server sent a {kind} page, not a checkpoint (a login or error page?): "
-                                 f"{first.decode('utf-8', 'replace')[:120]!r}")
+            raise IntegrityError(
+                f"{url}: the server sent a {kind} page, not a checkpoint (a login or error page?): "
+                f"{first.decode('utf-8', 'replace')[:120]!r}"
+            )
         length = resp.headers.get("Content-Length")
         total = int(length) if length is not None and length.isdigit() else None
         bar = _progress_bar(total, name) if progress else None
@@ -148,18 +161,24 @@ def _download_once(url: str, tmp: Path, *, policy: DownloadPolicy, progress: boo
                 try:
                     block = resp.read1(_CHUNK)
                 except http.client.IncompleteRead as e:
-                    raise _Truncated(f"{url}: connection closed after {received + len(e.partial)} of {total} bytes "
-                                     "(truncated download)") from e
+                    raise _Truncated(
+                        f"{url}: connection closed after {received + len(e.partial)} of {total} bytes "
+                        "(truncated download)"
+                    ) from e
                 except TimeoutError as e:
-                    raise DownloadFailed(f"{url}: no byte for {policy.stall_sec:g} s after {received} bytes (stalled "
-                                         "connection; VIDEOZOO_DOWNLOAD_STALL_SEC)") from e
+                    raise DownloadFailed(
+                        f"{url}: no byte for {policy.stall_sec:g} s after {received} bytes (stalled "
+                        "connection; VIDEOZOO_DOWNLOAD_STALL_SEC)"
+                    ) from e
                 except (ConnectionResetError, ConnectionAbortedError) as e:
                     raise DownloadFailed(f"{url}: connection reset after {received} bytes", transient=True) from e
                 if not block:
                     break
                 if received == 0 and block.lstrip()[:1] in (b"<", b"{", b"["):
-                    raise IntegrityError(f"{url}: the server sent an HTML or JSON page, not a checkpoint (a login or "
-                                         f"error page?): {block[:120].decode('utf-8', 'replace')!r}")
+                    raise IntegrityError(
+                        f"{url}: the server sent an HTML or JSON page, not a checkpoint (a login or "
+                        f"error page?): {block[:120].decode('utf-8', 'replace')!r}"
+                    )
                 out.write(block)
                 received += len(block)
                 if bar is not None:

@@ -1,4 +1,5 @@
 """The error every checkpoint reader and writer raises for a file it cannot use."""
+
 from __future__ import annotations
 
 

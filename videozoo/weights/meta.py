@@ -10,6 +10,7 @@ JSON data); `.pth` files hold the dict, `.safetensors` files its JSON text
 (:meth:`to_json` / :meth:`from_json`). Reading validates every field and names the file and the
 field in the error.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -108,7 +109,9 @@ class CheckpointMeta:
         if not _is_int(record) or record < 1:
             raise fail("record", f"expected a positive integer, got {record!r}")
         if record > RECORD_VERSION:
-            raise fail("record", f"layout {record} was written by a newer videozoo (this one reads up to {RECORD_VERSION})")
+            raise fail(
+                "record", f"layout {record} was written by a newer videozoo (this one reads up to {RECORD_VERSION})"
+            )
 
         model = data.get("model")
         if not isinstance(model, str) or not model:
@@ -155,7 +158,8 @@ def _input_config(data: Any, fail) -> InputConfig | None:
     if unknown:
         raise fail("input", f"unknown field(s) {', '.join(map(str, unknown))}")
     missing = [
-        name for name, f in fields.items()
+        name
+        for name, f in fields.items()
         if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:

@@ -4,6 +4,7 @@ The video-nonlocal-net checkpoints are Python pickles. A pickle can name any imp
 and have it called while loading, so an untrusted file could run code. This reader resolves only
 the few globals that rebuild numpy arrays and refuses everything else before anything is called.
 """
+
 from __future__ import annotations
 
 import io

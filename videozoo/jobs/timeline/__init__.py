@@ -12,6 +12,7 @@
 Files: ``timeline.json``, ``timeline.csv``, ``timeline.png`` and, for files, ``overlay.mp4``
 (see docs/timeline.md for their format, the smoothing and the window placement).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,19 @@ from videozoo.jobs.timeline.segments import find_segments, smooth_scores
 from videozoo.jobs.timeline.windows import WindowFiller, WindowPlan
 
 __all__ = [
-    "LabelScore", "Segment", "TimelineResult", "TimelineRun", "TimelineWindow", "WindowFiller", "WindowPlan",
-    "find_segments", "make_engine", "smooth_scores", "timeline", "timeline_stream", "window_plan",
+    "LabelScore",
+    "Segment",
+    "TimelineResult",
+    "TimelineRun",
+    "TimelineWindow",
+    "WindowFiller",
+    "WindowPlan",
+    "find_segments",
+    "make_engine",
+    "smooth_scores",
+    "timeline",
+    "timeline_stream",
+    "window_plan",
 ]
 
 
@@ -43,8 +55,9 @@ def make_engine(
     if isinstance(model, Engine):
         return model
     if isinstance(model, str):
-        return Engine.build(model, weights=weights, views=views, device=device, precision=precision,
-                            batch_size=batch_size)
+        return Engine.build(
+            model, weights=weights, views=views, device=device, precision=precision, batch_size=batch_size
+        )
     return Engine(model, views=views, device=device, precision=precision, batch_size=batch_size)
 
 
@@ -71,10 +84,17 @@ def timeline_stream(
     window from C clips x K crops, averaged. Returns a :class:`TimelineRun`: iterate it, ``stop()``
     it, then take its ``result()``.
     """
-    engine = make_engine(model, weights=weights, views=views, device=device, precision=precision,
-                         batch_size=batch_size)
-    return TimelineRun(video, engine=engine, window=window, stride=stride, top_k=top_k, max_latency=max_latency,
-                       threads=threads, format=format)
+    engine = make_engine(model, weights=weights, views=views, device=device, precision=precision, batch_size=batch_size)
+    return TimelineRun(
+        video,
+        engine=engine,
+        window=window,
+        stride=stride,
+        top_k=top_k,
+        max_latency=max_latency,
+        threads=threads,
+        format=format,
+    )
 
 
 def timeline(
@@ -109,8 +129,18 @@ def timeline(
     if overlay and out is None:
         raise ValueError("overlay=True writes overlay.mp4 into out: give out")
     with timeline_stream(
-        video, model=model, weights=weights, views=views, window=window, stride=stride, top_k=top_k,
-        device=device, precision=precision, batch_size=batch_size, threads=threads, format=format,
+        video,
+        model=model,
+        weights=weights,
+        views=views,
+        window=window,
+        stride=stride,
+        top_k=top_k,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        threads=threads,
+        format=format,
     ) as run:
         if overlay and run.live:
             raise ValueError(f"{run.path}: overlay needs a file (a stream cannot be read a second time)")

@@ -7,6 +7,7 @@ smoothed probability interpolated between the windows' centres. H.264 (yuv420p) 
 frames of odd width or height get one repeated edge column or row. Text is drawn with Pillow's
 built-in font on a dark banner, rendered once per distinct text.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -72,8 +73,14 @@ class OverlayText:
         return f"{seg.label}  {p:4.0%}   {t:.1f} s"
 
 
-def write_overlay(result: TimelineResult, video: str | os.PathLike, out: str | os.PathLike, *,
-                  threads: int | None = None, crf: int = 20) -> Path:
+def write_overlay(
+    result: TimelineResult,
+    video: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    threads: int | None = None,
+    crf: int = 20,
+) -> Path:
     """Write ``out`` (MP4): ``video`` with ``result``'s label and probability on every frame."""
     out = Path(out)
     tmp = out.with_name(out.stem + ".tmp.mp4")

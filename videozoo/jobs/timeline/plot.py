@@ -3,6 +3,7 @@ own probabilities as faint dots), and below them the segments as coloured bands 
 
 Drawn with matplotlib's Agg canvas directly (no pyplot, no display, no global backend change).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,7 +44,16 @@ def plot_timeline(result: TimelineResult, path: str | os.PathLike) -> Path:
     path = Path(path)
     classes = plot_classes(result)
     palette = [
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
     ]
     colour = {c: palette[i % len(palette)] for i, c in enumerate(classes)}
     other = "#c8c8c8"
@@ -67,9 +77,11 @@ def plot_timeline(result: TimelineResult, path: str | os.PathLike) -> Path:
     top.set_ylim(0, 1.02)
     top.set_ylabel("probability")
     top.set_xlim(0 if result.segments and result.segments[0].start < 1 else None, result.duration or None)
-    top.set_title(f"{Path(result.video).name if result.video != '-' else 'standard input'} - {result.model}, "
-                  f"window {result.window:.2f} s, stride {result.stride:.2f} s, smoothed over {result.smooth}",
-                  fontsize=10)
+    top.set_title(
+        f"{Path(result.video).name if result.video != '-' else 'standard input'} - {result.model}, "
+        f"window {result.window:.2f} s, stride {result.stride:.2f} s, smoothed over {result.smooth}",
+        fontsize=10,
+    )
     if classes and len(t):
         top.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
     top.grid(True, alpha=0.25)

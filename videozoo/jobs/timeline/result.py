@@ -4,6 +4,7 @@ Seconds are the decoded stream's presentation times; frame ranges are half-open
 (``start_frame`` is the first decoded frame in the span, ``end_frame`` one past the last), in the
 decoding order of the stream (the order of :meth:`videozoo.io.Video.frames`).
 """
+
 from __future__ import annotations
 
 import csv

@@ -8,6 +8,7 @@ them into views. Completed windows wait until their views fill one of the engine
 for live input, until the oldest has waited ``max_latency`` seconds), then go through
 ``engine.forward`` together; a window's score is the mean of its views' scores.
 """
+
 from __future__ import annotations
 
 import math
@@ -157,8 +158,10 @@ class TimelineRun:
     def _check_complete(self) -> None:
         d = self.declared_duration
         if d is not None and self.frames and self.end + 1.5 * self._filler.frame_interval < d:
-            self.error = (f"{self.path}: the video ends at {self.end:.3f} s, before its declared duration "
-                          f"{d:.3f} s (truncated?); the timeline covers what was decoded")
+            self.error = (
+                f"{self.path}: the video ends at {self.end:.3f} s, before its declared duration "
+                f"{d:.3f} s (truncated?); the timeline covers what was decoded"
+            )
 
     def _views(self, fw: FilledWindow) -> Views:
         """The window's views: per clip, the frames the model keeps, through the engine's transform."""
@@ -184,7 +187,7 @@ class TimelineRun:
         i = 0
         for fw, v in batch:
             n = count_views(v)
-            window = self._window(fw, scores[i:i + n].mean(0))
+            window = self._window(fw, scores[i : i + n].mean(0))
             i += n
             self.windows.append(window)
             self._anchors.append((fw.start_pts, fw.start_frame))
@@ -193,10 +196,18 @@ class TimelineRun:
     def _window(self, fw: FilledWindow, scores: torch.Tensor) -> TimelineWindow:
         k = min(self.top_k, scores.numel())
         probs, idx = scores.topk(k)
-        top = tuple(LabelScore(self._label(i), int(i), float(p)) for p, i in zip(probs.tolist(), idx.tolist(), strict=True))
+        top = tuple(
+            LabelScore(self._label(i), int(i), float(p)) for p, i in zip(probs.tolist(), idx.tolist(), strict=True)
+        )
         return TimelineWindow(
-            index=len(self.windows), start=fw.start, end=fw.end, start_frame=fw.start_frame,
-            end_frame=fw.end_frame, top_k=top, scores=scores.numpy().astype(np.float32), short=fw.short,
+            index=len(self.windows),
+            start=fw.start,
+            end=fw.end,
+            start_frame=fw.start_frame,
+            end_frame=fw.end_frame,
+            top_k=top,
+            scores=scores.numpy().astype(np.float32),
+            short=fw.short,
         )
 
     def _label(self, i: int) -> str:
@@ -231,14 +242,32 @@ class TimelineRun:
         smoothed = smooth_scores(scores, smooth)
         start = self._filler.t0 or 0.0
         segments = find_segments(
-            [w.center for w in self.windows], smoothed, start=start, end=self.end, min_segment=min_segment,
-            class_names=names, frame_at=self.frame_at,
+            [w.center for w in self.windows],
+            smoothed,
+            start=start,
+            end=self.end,
+            min_segment=min_segment,
+            class_names=names,
+            frame_at=self.frame_at,
         )
         return TimelineResult(
-            video=self.path, model=self.engine.model_name, fps=self.fps or 1.0 / self._filler.frame_interval,
+            video=self.path,
+            model=self.engine.model_name,
+            fps=self.fps or 1.0 / self._filler.frame_interval,
             duration=self.end,
-            window=self.plan.window, stride=self.plan.stride, precision=self.engine.precision.name,
-            views=str(self.engine.plan), windows=list(self.windows), segments=segments, class_names=names,
-            smooth=smooth, min_segment=min_segment, smoothed=smoothed.astype(np.float32), frames=self.frames,
-            lost_frames=self.lost_frames, error=self.error, stopped=self.stopped, seconds=self.seconds,
+            window=self.plan.window,
+            stride=self.plan.stride,
+            precision=self.engine.precision.name,
+            views=str(self.engine.plan),
+            windows=list(self.windows),
+            segments=segments,
+            class_names=names,
+            smooth=smooth,
+            min_segment=min_segment,
+            smoothed=smoothed.astype(np.float32),
+            frames=self.frames,
+            lost_frames=self.lost_frames,
+            error=self.error,
+            stopped=self.stopped,
+            seconds=self.seconds,
         )

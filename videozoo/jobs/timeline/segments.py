@@ -15,6 +15,7 @@
   B scores, to a first approximation, A and B in proportion to how much of each it holds, so
   ``p(A) - p(B)`` is zero where its centre is on the change.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -45,7 +46,7 @@ def smooth_scores(scores: np.ndarray, n: int) -> np.ndarray:
         lo, hi = max(0, -off), min(count, count - off)
         if lo >= hi:
             continue
-        num[lo:hi] += w * scores[lo + off:hi + off]
+        num[lo:hi] += w * scores[lo + off : hi + off]
         den[lo:hi] += w
     return num / den[:, None]
 
@@ -76,10 +77,17 @@ def find_segments(
     bounds = _bounds(runs, c, p, start, end)
     out = []
     for (lab, i0, i1), (a, b) in zip(runs, bounds, strict=True):
-        out.append(Segment(
-            label=class_names[lab] if lab < len(class_names) else str(lab), index=int(lab), start=a, end=b,
-            start_frame=frame_at(a), end_frame=frame_at(b), score=float(p[i0:i1, lab].mean()),
-        ))
+        out.append(
+            Segment(
+                label=class_names[lab] if lab < len(class_names) else str(lab),
+                index=int(lab),
+                start=a,
+                end=b,
+                start_frame=frame_at(a),
+                end_frame=frame_at(b),
+                score=float(p[i0:i1, lab].mean()),
+            )
+        )
     return out
 
 
@@ -100,8 +108,9 @@ def _bounds(runs: list[list[int]], c: np.ndarray, p: np.ndarray, start: float, e
     return list(zip(cuts, cuts[1:], strict=False))
 
 
-def _absorb_short(runs: list[list[int]], c: np.ndarray, p: np.ndarray, start: float, end: float,
-                  min_segment: float) -> list[list[int]]:
+def _absorb_short(
+    runs: list[list[int]], c: np.ndarray, p: np.ndarray, start: float, end: float, min_segment: float
+) -> list[list[int]]:
     runs = [list(r) for r in runs]
     while len(runs) > 1:
         bounds = _bounds(runs, c, p, start, end)
@@ -119,7 +128,7 @@ def _absorb_short(runs: list[list[int]], c: np.ndarray, p: np.ndarray, start: fl
             del runs[-1]
         elif runs[r - 1][0] == runs[r + 1][0]:
             runs[r - 1][2] = runs[r + 1][2]
-            del runs[r:r + 2]
+            del runs[r : r + 2]
         else:
             a, b = runs[r - 1][0], runs[r + 1][0]
             # Windows i0..s-1 go to the left run, s..i1-1 to the right: the split that agrees best.

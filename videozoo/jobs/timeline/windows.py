@@ -18,6 +18,7 @@ end at the end of the stream. A stream shorter than one window gives one window 
 (``short``); the model's frame selection repeats frames to fill the clip, as the engine does for
 a short video.
 """
+
 from __future__ import annotations
 
 import math
@@ -184,8 +185,10 @@ class WindowFiller:
 
     def _position(self, k: int) -> _Open:
         start = (self.t0 or 0.0) + k * self.plan.stride
-        clips = [(max(a, self.t0 or 0.0), max(b, (self.t0 or 0.0) + self.plan.span)) for a, b in
-                 self._clips(start + self.plan.window / 2)]
+        clips = [
+            (max(a, self.t0 or 0.0), max(b, (self.t0 or 0.0) + self.plan.span))
+            for a, b in self._clips(start + self.plan.window / 2)
+        ]
         return _Open(k, start, start + self.plan.window, clips)
 
     def _clamped(self, w: _Open, end: float) -> _Open:
