@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=_positive_int, default=3,
                    help="windows in the centred moving average before segmenting (1: none)")
     p.add_argument("--min-segment", type=_seconds, default=None,
-                   help="seconds under which a segment is absorbed by its neighbours (default: the window)")
+                   help="seconds under which a segment is absorbed by its neighbours (default: two windows)")
     p.add_argument("--out", default="timeline-output", help="output folder (timeline.json, .csv, .png)")
     p.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (files only)")
     p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
