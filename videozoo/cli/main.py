@@ -1,4 +1,5 @@
 """The `videozoo` command: a thin layer over the library. Each subcommand parses and delegates."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from videozoo.engine import Engine
 
     engine = Engine.build(
-        args.model, weights=args.weights, views=args.views, device=args.device, precision=args.precision,
-        threads=args.threads, batch_size=args.batch_size, backend=args.backend,
+        args.model,
+        weights=args.weights,
+        views=args.views,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        backend=args.backend,
     )
-    print(f"videozoo predict: {args.model}, {engine.plan} views, precision {engine.precision}, "
-          f"{engine.batch_size} views per forward pass, on {engine.device} ({engine.backend})", file=sys.stderr, flush=True)
+    print(
+        f"videozoo predict: {args.model}, {engine.plan} views, precision {engine.precision}, "
+        f"{engine.batch_size} views per forward pass, on {engine.device} ({engine.backend})",
+        file=sys.stderr,
+        flush=True,
+    )
     failed = 0
     # One video decodes on this process; several decode in a worker while the model runs.
     results = engine.map(args.videos, workers=1 if len(args.videos) > 1 else 0)
@@ -45,8 +56,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         video = result.path
         if result.error is not None:
             failed += 1
-            entry = {"video": video, "model": args.model, "views": str(engine.plan),
-                     "precision": engine.precision.name, "error": result.error}
+            entry = {
+                "video": video,
+                "model": args.model,
+                "views": str(engine.plan),
+                "precision": engine.precision.name,
+                "error": result.error,
+            }
         else:
             entry = result.prediction.entry(args.model, top_k=args.top_k)
         if args.json:
@@ -64,9 +80,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from videozoo.jobs.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(
-        model=args.model, data=args.data, out=args.out, weights=args.weights, views=args.views,
-        data_root=args.data_root, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
-        device=args.device, resume=args.resume, save_view_scores=args.save_view_scores, limit=args.limit,
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        weights=args.weights,
+        views=args.views,
+        data_root=args.data_root,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        precision=args.precision,
+        device=args.device,
+        resume=args.resume,
+        save_view_scores=args.save_view_scores,
+        limit=args.limit,
         wait=args.wait,
     )
     metrics = evaluate(cfg)
@@ -80,9 +106,19 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from videozoo.jobs.features import FeatureConfig, extract_features
 
     cfg = FeatureConfig(
-        model=args.model, out=args.out, data=args.data, videos=args.videos or None, weights=args.weights,
-        views=args.views, format=args.format, workers=args.workers, batch_size=args.batch_size,
-        precision=args.precision, device=args.device, resume=args.resume, wait=args.wait,
+        model=args.model,
+        out=args.out,
+        data=args.data,
+        videos=args.videos or None,
+        weights=args.weights,
+        views=args.views,
+        format=args.format,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        device=args.device,
+        resume=args.resume,
+        wait=args.wait,
     )
     summary = extract_features(cfg)
     print(json.dumps(summary))
@@ -100,8 +136,14 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     classes = args.classes.split(",") if args.classes else DEFAULT_CLASSES
     info = make_dataset(
-        args.out, classes=classes, videos_per_class=args.videos_per_class, seed=args.seed,
-        size=(args.size, args.size), num_frames=args.frames, fps=args.fps, val_fraction=args.val_fraction,
+        args.out,
+        classes=classes,
+        videos_per_class=args.videos_per_class,
+        seed=args.seed,
+        size=(args.size, args.size),
+        num_frames=args.frames,
+        fps=args.fps,
+        val_fraction=args.val_fraction,
         workers=args.workers,
     )
     print(
@@ -131,13 +173,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     path = export(
-        args.model, format=args.format, out=args.out, weights=args.weights, batch=args.batch,
-        opset=args.opset, precision=args.precision,
+        args.model,
+        format=args.format,
+        out=args.out,
+        weights=args.weights,
+        batch=args.batch,
+        opset=args.opset,
+        precision=args.precision,
     )
     size = path.stat().st_size / 2**20
     batch = "dynamic batch" if args.batch == "dynamic" else f"batch {args.batch}"
-    print(f"{args.model} -> {path} ({args.format}, {batch}, {args.precision}, {size:.1f} MiB, "
-          f"{time.perf_counter() - t0:.1f} s)")
+    print(
+        f"{args.model} -> {path} ({args.format}, {batch}, {args.precision}, {size:.1f} MiB, "
+        f"{time.perf_counter() - t0:.1f} s)"
+    )
     return 0
 
 
@@ -153,7 +202,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         import python_multipart  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
-        raise RuntimeError(f"serving needs the serve extra ({e.name} is missing): pip install 'videozoo[serve]'") from None
+        raise RuntimeError(
+            f"serving needs the serve extra ({e.name} is missing): pip install 'videozoo[serve]'"
+        ) from None
     from videozoo.models.registry import get_spec
     from videozoo.serve.config import DEFAULT_MODEL, DEFAULT_WEIGHTS, ServeConfig, ServedModel
     from videozoo.serve.run import serve
@@ -161,18 +212,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     names = args.model or [DEFAULT_MODEL]
     weights = args.weights or [DEFAULT_WEIGHTS]
     if len(weights) not in (1, len(names)):
-        raise ValueError(f"--weights: give it once (for every model) or once per --model "
-                         f"({len(names)} models, {len(weights)} --weights)")
+        raise ValueError(
+            f"--weights: give it once (for every model) or once per --model "
+            f"({len(names)} models, {len(weights)} --weights)"
+        )
     weights = weights * len(names) if len(weights) == 1 else weights
     for name in names:
         get_spec(name)  # an unknown name fails now, with the registry's message
     config = ServeConfig(
-        models=tuple(ServedModel(n, w) for n, w in zip(names, weights, strict=True)), workers=args.workers,
-        max_queue=args.max_queue, max_upload_mb=args.max_upload_mb, precision=args.precision, device=args.device,
-        views=str(args.views), threads=args.threads,
+        models=tuple(ServedModel(n, w) for n, w in zip(names, weights, strict=True)),
+        workers=args.workers,
+        max_queue=args.max_queue,
+        max_upload_mb=args.max_upload_mb,
+        precision=args.precision,
+        device=args.device,
+        views=str(args.views),
+        threads=args.threads,
     )
-    return serve(config, host=args.host, port=args.port, shutdown_timeout=args.shutdown_timeout,
-                 log_level=args.log_level, abandon_running=True)
+    return serve(
+        config,
+        host=args.host,
+        port=args.port,
+        shutdown_timeout=args.shutdown_timeout,
+        log_level=args.log_level,
+        abandon_running=True,
+    )
 
 
 def _weights_arg(value: str) -> str | None:
@@ -259,12 +323,24 @@ def _seconds(value: str) -> float:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=_model_arg, default="slow_r50", help="registry name (see `videozoo models`)")
-    p.add_argument("--weights", type=_weights_arg, default="kinetics400",
-                   help="kinetics400 (official), a checkpoint path, or none (random)")
-    p.add_argument("--views", type=_views_arg, default="1x1",
-                   help="CLIPSxCROPS: 1x1 (centred clip, centre crop), 10x3, ..., or published")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 where the hardware runs it natively, else fp32 (default)")
+    p.add_argument(
+        "--weights",
+        type=_weights_arg,
+        default="kinetics400",
+        help="kinetics400 (official), a checkpoint path, or none (random)",
+    )
+    p.add_argument(
+        "--views",
+        type=_views_arg,
+        default="1x1",
+        help="CLIPSxCROPS: 1x1 (centred clip, centre crop), 10x3, ..., or published",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto: bf16 where the hardware runs it natively, else fp32 (default)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
 
 
@@ -288,12 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--top-k", type=_positive_int, default=5)
     p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
-    p.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="views per forward pass (default: chosen from the clip size and free memory)")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="views per forward pass (default: chosen from the clip size and free memory)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per video")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
-                   help="what runs the model: torch (eager), onnxruntime (--weights FILE.onnx from "
-                   "`videozoo export`), auto: onnxruntime for a .onnx file, else torch (default)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnxruntime"],
+        help="what runs the model: torch (eager), onnxruntime (--weights FILE.onnx from "
+        "`videozoo export`), auto: onnxruntime for a .onnx file, else torch (default)",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="accuracy on a labelled dataset (resumable, torchrun-aware)")
@@ -303,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the predictions already in --out")
     p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
-    p.add_argument("--workers", type=_nonnegative_int, default=2, help="decoding worker processes (0: decode in this one)")
+    p.add_argument(
+        "--workers", type=_nonnegative_int, default=2, help="decoding worker processes (0: decode in this one)"
+    )
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
     p.add_argument("--save-view-scores", action="store_true", help="store every view's scores")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N videos only")
@@ -324,15 +410,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("timeline", help="actions over time in a long video or a live stream (JSON, CSV, plot)")
     p.add_argument("video", metavar="VIDEO", help="a video file, - for a stream on standard input, a URL or a camera")
     _add_model_args(p)
-    p.add_argument("--window", type=_positive_seconds, default=None,
-                   help="seconds per window (default: the model's clip duration)")
-    p.add_argument("--stride", type=_positive_seconds, default=None,
-                   help="seconds between window starts (default: half the window)")
+    p.add_argument(
+        "--window", type=_positive_seconds, default=None, help="seconds per window (default: the model's clip duration)"
+    )
+    p.add_argument(
+        "--stride",
+        type=_positive_seconds,
+        default=None,
+        help="seconds between window starts (default: half the window)",
+    )
     p.add_argument("--top-k", type=_positive_int, default=5, help="classes listed per window")
-    p.add_argument("--smooth", type=_positive_int, default=3,
-                   help="windows in the centred moving average before segmenting (1: none)")
-    p.add_argument("--min-segment", type=_seconds, default=None,
-                   help="seconds under which a segment is absorbed by its neighbours (default: the window)")
+    p.add_argument(
+        "--smooth",
+        type=_positive_int,
+        default=3,
+        help="windows in the centred moving average before segmenting (1: none)",
+    )
+    p.add_argument(
+        "--min-segment",
+        type=_seconds,
+        default=None,
+        help="seconds under which a segment is absorbed by its neighbours (default: two windows)",
+    )
     p.add_argument("--out", default="timeline-output", help="output folder (timeline.json, .csv, .png)")
     p.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (files only)")
     p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
@@ -353,26 +452,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("serve", help="an HTTP API and a web page for predictions (the serve extra)")
-    p.add_argument("--model", action="append", metavar="M",
-                   help="a model to serve, kept warm; repeat for several (default: motion_tiny)")
-    p.add_argument("--weights", action="append", type=_weights_arg, metavar="W",
-                   help="default (each model's default weights), a weights key such as kinetics400, a checkpoint "
-                   "path, or none (random); once for every model or once per --model, in order")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="M",
+        help="a model to serve, kept warm; repeat for several (default: motion_tiny)",
+    )
+    p.add_argument(
+        "--weights",
+        action="append",
+        type=_weights_arg,
+        metavar="W",
+        help="default (each model's default weights), a weights key such as kinetics400, a checkpoint "
+        "path, or none (random); once for every model or once per --model, in order",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port_arg, default=8000, help="port (0: any free port; the chosen one is printed)")
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="inference workers, each with one replica of every model (default 1)")
-    p.add_argument("--max-queue", type=_nonnegative_int, default=16,
-                   help="requests waiting beyond the running ones; more are refused with 503 and Retry-After")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="inference workers, each with one replica of every model (default 1)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=_nonnegative_int,
+        default=16,
+        help="requests waiting beyond the running ones; more are refused with 503 and Retry-After",
+    )
     p.add_argument("--max-upload-mb", type=_positive_float, default=200.0, help="largest upload in MiB (default 200)")
     p.add_argument("--views", type=_views_arg, default="1x1", help="default views of a request (CLIPSxCROPS)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 where the hardware runs it natively, else fp32 (default)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto: bf16 where the hardware runs it natively, else fp32 (default)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
-    p.add_argument("--threads", type=_positive_int, default=None,
-                   help="compute threads per worker (default: the cores shared among the workers)")
-    p.add_argument("--shutdown-timeout", type=_positive_float, default=5.0,
-                   help="seconds running requests get to finish on SIGTERM / Ctrl-C (default 5)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="compute threads per worker (default: the cores shared among the workers)",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=_positive_float,
+        default=5.0,
+        help="seconds running requests get to finish on SIGTERM / Ctrl-C (default 5)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=_cmd_serve)
 
@@ -384,14 +512,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a model as an ONNX file or a torch.export program (.pt2)")
     p.add_argument("model", help="registry name (see `videozoo models`)")
-    p.add_argument("--weights", type=_weights_arg, default="default",
-                   help="default (the published weights), kinetics400, a checkpoint path, or none (random)")
-    p.add_argument("--format", default="onnx", choices=["onnx", "exported-program"],
-                   help="onnx (onnxruntime and other ONNX runtimes; the default) or exported-program (torch.export .pt2)")
+    p.add_argument(
+        "--weights",
+        type=_weights_arg,
+        default="default",
+        help="default (the published weights), kinetics400, a checkpoint path, or none (random)",
+    )
+    p.add_argument(
+        "--format",
+        default="onnx",
+        choices=["onnx", "exported-program"],
+        help="onnx (onnxruntime and other ONNX runtimes; the default) or exported-program (torch.export .pt2)",
+    )
     p.add_argument("--out", help="output file (default: MODEL.onnx or MODEL.pt2)")
     p.add_argument("--batch", default="dynamic", help="dynamic (any batch; the default) or a fixed number of clips")
     p.add_argument("--opset", type=_positive_int, default=None, help="ONNX opset (18-23; default: the exporter's)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="fp32 (default) or fp16 (GPU runtimes)")
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "fp16"], help="fp32 (default) or fp16 (GPU runtimes)"
+    )
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="offline end-to-end demo: synthesise, fine-tune, evaluate, predict, report")

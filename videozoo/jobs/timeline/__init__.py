@@ -119,7 +119,7 @@ def timeline(
     """The whole timeline of ``video``; with ``out`` also its files (and ``overlay.mp4``).
 
     ``smooth``: windows in the centred moving average; ``min_segment``: seconds under which a run
-    of one label is absorbed by its neighbours (default: the window). A decoding failure part-way
+    of one label is absorbed by its neighbours (default: two windows). A decoding failure part-way
     is kept in ``result.error`` with the windows computed before it.
     """
     if smooth < 1:

@@ -14,11 +14,12 @@ import numpy as np
 from videozoo.jobs.timeline.result import TimelineResult
 
 MAX_LINES = 8
+SHOWN_PEAK = 0.25  # a class whose smoothed probability reaches this somewhere gets a line
 
 
 def plot_classes(result: TimelineResult, limit: int = MAX_LINES) -> list[int]:
-    """The classes drawn: the segments' labels (the longest in all, in timeline order), then the classes
-    with the highest smoothed peaks (at least three lines)."""
+    """The classes drawn: the segments' labels (the longest in all, in timeline order), then by highest
+    smoothed peak the classes that reach ``SHOWN_PEAK`` somewhere (at least three lines in all)."""
     total: dict[int, float] = {}
     for s in result.segments:
         total[s.index] = total.get(s.index, 0.0) + s.duration
@@ -26,8 +27,10 @@ def plot_classes(result: TimelineResult, limit: int = MAX_LINES) -> list[int]:
     longest = set(sorted(total, key=lambda i: -total[i])[:limit])
     chosen = [i for i in first if i in longest]  # the longest, listed in timeline order
     if result.smoothed is not None and len(result.smoothed):
-        for i in np.argsort(-result.smoothed.max(0)).tolist():
-            if len(chosen) >= min(limit, max(3, len(total))):
+        peaks = result.smoothed.max(0)
+        for i in np.argsort(-peaks).tolist():
+            # At least three lines, and every class that comes close to winning somewhere.
+            if len(chosen) >= limit or (len(chosen) >= max(3, len(total)) and peaks[i] < SHOWN_PEAK):
                 break
             if i not in chosen:
                 chosen.append(i)

@@ -7,6 +7,7 @@ decoding order of the stream (the order of :meth:`videozoo.io.Video.frames`).
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
 import os
@@ -127,12 +128,7 @@ class TimelineResult:
 
     def label_at(self, t: float) -> Segment | None:
         """The segment that holds time ``t`` (None outside them)."""
-        for s in self.segments:
-            if s.start <= t < s.end:
-                return s
-        if self.segments and t >= self.segments[-1].end - 1e-9:
-            return self.segments[-1] if t <= self.duration else None
-        return None
+        return segment_at(self.segments, [s.start for s in self.segments], t)
 
     def save(self, out: str | os.PathLike, *, plot: bool = True) -> dict[str, Path]:
         """Write ``timeline.json``, ``timeline.csv`` and (with ``plot``) ``timeline.png`` to ``out``."""
@@ -148,6 +144,15 @@ class TimelineResult:
         return paths
 
 
+def segment_at(segments: list[Segment], starts: list[float], t: float) -> Segment | None:
+    """The segment holding time ``t``; ``starts`` are the segments' starts (ascending)."""
+    if not segments or t < starts[0]:
+        return None
+    i = bisect.bisect_right(starts, t) - 1
+    seg = segments[i]
+    return seg if t < seg.end or (i == len(segments) - 1 and t <= seg.end) else None
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -159,12 +164,13 @@ def _write_csv(path: Path, result: TimelineResult) -> None:
     header = ["start", "end", "start_frame", "end_frame", "segment"]
     for i in range(1, k + 1):
         header += [f"label_{i}", f"probability_{i}"]
+    starts = [s.start for s in result.segments]
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for w in result.windows:
-            seg = result.label_at(w.center)
+            seg = segment_at(result.segments, starts, w.center)
             row: list[Any] = [f"{w.start:.3f}", f"{w.end:.3f}", w.start_frame, w.end_frame, seg.label if seg else ""]
             for s in w.top_k:
                 row += [s.label, f"{s.probability:.6f}"]

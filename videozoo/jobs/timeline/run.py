@@ -233,7 +233,9 @@ class TimelineRun:
         """The timeline of the windows computed so far, smoothed and cut into segments."""
         if not isinstance(smooth, int) or smooth < 1:
             raise ValueError(f"--smooth must be at least 1, got {smooth!r}")
-        min_segment = self.plan.window if min_segment is None else float(min_segment)
+        # A window straddling a hard cut between scenes can score a third class: runs under two
+        # windows are not taken as actions of their own by default.
+        min_segment = 2 * self.plan.window if min_segment is None else float(min_segment)
         if not min_segment >= 0:
             raise ValueError(f"--min-segment must be zero or more seconds, got {min_segment!r}")
         k = len(self.class_names) or (self.windows[0].scores.size if self.windows else 0)
