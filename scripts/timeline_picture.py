@@ -28,10 +28,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    import inspect
+
     import videozoo
     from videozoo.data.synth import render_video, write_video
-
-    import inspect
 
     n = int(round(SECONDS * FPS))
     # The wide variety (where the synth has it) is what motion_tiny was trained on.
@@ -52,7 +52,7 @@ def main() -> int:
     for s in result.segments:
         print(f"{s.start:6.2f} {s.end:6.2f}  {s.label:12s} {s.score:.2f}")
     if len(result.segments) == len(CLASSES):
-        errors = [abs(s.start - t) for s, t in zip(result.segments[1:], truth)]
+        errors = [abs(s.start - t) for s, t in zip(result.segments[1:], truth, strict=False)]
         print("boundary errors (s):", ", ".join(f"{e:.2f}" for e in errors))
     print(f"wrote {args.out}")
     return 0

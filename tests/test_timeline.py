@@ -132,7 +132,7 @@ def mixed_scores(bounds, labels, k, t_end, window, stride):
     edges = [0.0, *bounds, t_end]
     for s in starts:
         p = np.full(k, 0.02)
-        for lab, a, b in zip(labels, edges, edges[1:]):
+        for lab, a, b in zip(labels, edges, edges[1:], strict=False):
             p[lab] += max(0.0, min(b, s + window) - max(a, s)) / window
         p += rng.uniform(0, 0.05, k)
         rows.append(p / p.sum())
@@ -156,7 +156,7 @@ def test_segment_boundaries_are_accurate(smooth):
     assert [s.index for s in segs] == [2, 5, 0, 7]
     assert [s.start for s in segs[1:]] == pytest.approx(bounds, abs=0.25)
     assert segs[0].start == 0.0 and segs[-1].end == 16.0
-    assert all(a.end == b.start for a, b in zip(segs, segs[1:]))
+    assert all(a.end == b.start for a, b in zip(segs, segs[1:], strict=False))
     assert [s.start_frame for s in segs[1:]] == [math.ceil(s.start * 15) for s in segs[1:]]
 
 
@@ -231,7 +231,7 @@ def test_windows_are_scored_as_the_engine_scores_a_clip(engine, clip_video):
         clips = v.get_clips(
             [(w.start, w.end) for w in wins], select=lambda _i, pts: t.select_frames(len(pts), pts, v.fps)
         )
-    for w, c in zip(wins, clips):
+    for w, c in zip(wins, clips, strict=False):
         expect = engine.forward(t(c, video_fps=30.0, presampled=True)).mean(0)
         assert torch.from_numpy(w.scores) == pytest.approx(expect, abs=1e-5)
         assert w.top_k[0].index == int(expect.argmax())
