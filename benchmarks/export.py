@@ -10,8 +10,9 @@ clips per second of the forward pass alone (no decoding) at batch 1 and at the e
   threads as torch uses;
 - exported program: the `.pt2` of `videozoo export --format exported-program`, loaded with
   torch.export.load(...).module().
-Each figure is the best of `--repeat` timed calls after one warm-up call. The machine's load average
-is printed with the results: on a shared machine the figures move with what else runs.
+Each figure is the best of `--repeat` timed calls after one warm-up call, the runtimes taking turns
+call by call. The machine's load average is printed with the results: on a shared machine the
+figures move with what else runs.
 
     python benchmarks/export.py [--models x3d_xs slow_r50 ...] [--repeat 3] [--json OUT.json]
 """
@@ -34,14 +35,21 @@ from predict import cpu_description  # noqa: E402  (the same CPU line as the pre
 DEFAULT_MODELS = ["x3d_xs", "x3d_m", "r2plus1d_18", "slow_r50", "slowfast_r50"]
 
 
-def clips_per_second(fn, x, batch: int, repeat: int) -> float:
-    fn(x)  # warm-up: primitive creation, first-call allocation
-    best = float("inf")
+def best_rates(runners: dict, x, batch: int, repeat: int) -> dict[str, float]:
+    """Clips/s of each runner on `x`: the fastest of `repeat` calls after a warm-up call.
+
+    The runners take turns call by call, so a change in the machine's load falls on all of them.
+    """
+    best = {}
+    for label, fn in runners.items():
+        fn(x)  # warm-up: primitive creation, first-call allocation (and torch.compile's compile)
+        best[label] = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn(x)
-        best = min(best, time.perf_counter() - t0)
-    return batch / best
+        for label, fn in runners.items():
+            t0 = time.perf_counter()
+            fn(x)
+            best[label] = min(best[label], time.perf_counter() - t0)
+    return {label: batch / seconds for label, seconds in best.items()}
 
 
 def bench_model(name: str, tmp: Path, repeat: int, use_compile: bool) -> dict:
@@ -77,9 +85,7 @@ def bench_model(name: str, tmp: Path, repeat: int, use_compile: bool) -> dict:
 
     runners = {
         "eager fp32": lambda x: engine.runner(x, "logits"),
-        "onnxruntime": lambda x: session.run(
-            ["logits"], {n: t.numpy() for n, t in zip(names, as_list(x), strict=True)}
-        ),
+        "onnxruntime": lambda x: session.run(["logits"], {n: t.numpy() for n, t in zip(names, as_list(x), strict=False)}),
         "exported program": lambda x: program(*as_list(x))["logits"],
     }
     from videozoo.engine.precision import Precision, cpu_has_bf16
@@ -101,14 +107,14 @@ def bench_model(name: str, tmp: Path, repeat: int, use_compile: bool) -> dict:
         compile_s = time.perf_counter() - t0
         runners["torch.compile"] = run_compiled
 
-    rates: dict[str, dict[int, float]] = {}
-    for label, fn in runners.items():
-        rates[label] = {}
-        for b in batches:
-            x = view_input(spec, batch=b)
-            x = [torch.randn_like(t) for t in x] if isinstance(x, list) else torch.randn_like(x)
-            with torch.inference_mode():
-                rates[label][b] = clips_per_second(fn, x, b, repeat)
+    rates: dict[str, dict[int, float]] = {label: {} for label in runners}
+    for b in batches:
+        x = view_input(spec, batch=b)
+        x = [torch.randn_like(t) for t in x] if isinstance(x, list) else torch.randn_like(x)
+        with torch.inference_mode():
+            for label, rate in best_rates(runners, x, b, repeat).items():
+                rates[label][b] = rate
+    for label in runners:
         print(
             f"  {name} {label:17s} " + "  ".join(f"batch {b}: {r:6.2f} clips/s" for b, r in rates[label].items()),
             flush=True,
@@ -140,7 +146,7 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=DEFAULT_MODELS)
-    ap.add_argument("--repeat", type=int, default=3, help="timed calls per figure (the fastest is kept)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed calls per figure (the fastest is kept)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (its compile takes minutes)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
