@@ -14,6 +14,7 @@ import dataclasses
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -427,3 +428,45 @@ def test_fp16_export_runs_in_onnxruntime_and_the_engine(small_checkpoint, video,
     assert _rel_err(engine.forward(loaded.views, "logits"), eager.forward(loaded.views, "logits")) <= 1e-2
     with pytest.raises(ValueError, match="exported in fp16"):
         videozoo.Engine.build("x3d_xs", weights=str(out), precision="fp32")
+
+
+def test_evaluate_and_features_run_the_onnx_file_like_the_eager_model(small_onnx, small_checkpoint, video, tmp_path):
+    from videozoo.jobs.evaluate import EvalConfig, evaluate
+    from videozoo.jobs.features import FeatureConfig, extract_features
+
+    data = tmp_path / "list.txt"
+    data.write_text(f"{video} abseiling\n")
+    runs = {}
+    for name, weights, extra in (
+        ("eager", small_checkpoint, {"precision": "fp32"}),
+        ("onnx", small_onnx, {"backend": "onnxruntime"}),
+    ):
+        out = tmp_path / name
+        metrics = evaluate(
+            EvalConfig(
+                model="x3d_xs",
+                data=str(data),
+                out=str(out / "eval"),
+                weights=str(weights),
+                views="2x1",
+                workers=0,
+                **extra,
+            )
+        )
+        extract_features(
+            FeatureConfig(
+                model="x3d_xs",
+                out=str(out / "feat"),
+                videos=[video],
+                weights=str(weights),
+                views="2x1",
+                workers=0,
+                **extra,
+            )
+        )
+        record = json.loads((out / "eval" / "predictions.jsonl").read_text().splitlines()[0])
+        runs[name] = (metrics, record, np.load(out / "feat" / "clip_features.npy"))
+    (m_e, r_e, f_e), (m_o, r_o, f_o) = runs["eager"], runs["onnx"]
+    assert m_o["precision"] == "fp32" and r_o["video_top5"] == r_e["video_top5"]
+    assert m_o["video_top1"] == m_e["video_top1"]
+    assert _rel_err(torch.from_numpy(f_o), torch.from_numpy(f_e)) <= TOL

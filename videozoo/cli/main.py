@@ -80,6 +80,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from videozoo.jobs.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(
+        backend=args.backend,
         model=args.model,
         data=args.data,
         out=args.out,
@@ -106,6 +107,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from videozoo.jobs.features import FeatureConfig, extract_features
 
     cfg = FeatureConfig(
+        backend=args.backend,
         model=args.model,
         out=args.out,
         data=args.data,
@@ -321,6 +323,16 @@ def _seconds(value: str) -> float:
     return x
 
 
+def _add_backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnxruntime"],
+        help="what runs the model: torch (eager), onnxruntime (--weights FILE.onnx from "
+        "`videozoo export`), auto: onnxruntime for a .onnx file, else torch (default)",
+    )
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=_model_arg, default="slow_r50", help="registry name (see `videozoo models`)")
     p.add_argument(
@@ -371,17 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="views per forward pass (default: chosen from the clip size and free memory)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per video")
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "torch", "onnxruntime"],
-        help="what runs the model: torch (eager), onnxruntime (--weights FILE.onnx from "
-        "`videozoo export`), auto: onnxruntime for a .onnx file, else torch (default)",
-    )
+    _add_backend_arg(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="accuracy on a labelled dataset (resumable, torchrun-aware)")
     _add_model_args(p)
+    _add_backend_arg(p)
     p.add_argument("--data", required=True, help="Kinetics CSV, folder per class, or `path label` list")
     p.add_argument("--data-root", help="folder of the videos of a Kinetics CSV (default: the CSV's folder)")
     p.add_argument("--out", required=True, help="output folder")
@@ -398,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("features", help="pooled features per clip and per video (resumable)")
     p.add_argument("videos", nargs="*", metavar="VIDEO", help="video files (or use --data)")
     _add_model_args(p)
+    _add_backend_arg(p)
     p.add_argument("--data", help="dataset spec instead of video files")
     p.add_argument("--out", required=True)
     p.add_argument("--format", default="npy", choices=["npy", "safetensors"])

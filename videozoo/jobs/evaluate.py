@@ -40,7 +40,6 @@ from videozoo.jobs.rundir import (
     write_manifest,
     write_text_atomic,
 )
-from videozoo.models.factory import create_model
 from videozoo.models.registry import get_spec
 
 log = logging.getLogger("videozoo.jobs.evaluate")
@@ -58,6 +57,7 @@ class EvalConfig:
     workers: int = 2
     precision: str = "auto"
     device: str = "auto"
+    backend: str = "auto"  # torch, onnxruntime (weights: a .onnx file) or auto
     resume: bool = False
     save_view_scores: bool = False
     decoder_threads: int | None = None
@@ -142,19 +142,19 @@ def _evaluate(cfg: EvalConfig, out: Path, device: str, rank: int, world: int) ->
             "--resume with random weights (--weights none): each run draws other weights, so the "
             "records would not belong together; save the model (videozoo.save_model) and pass the file"
         )
-    model = create_model(cfg.model, weights=cfg.weights)
-    classes = model.class_names or [str(i) for i in range(model.num_classes)]
-    videos = load_video_list(cfg.data, classes=classes, root=cfg.data_root)
-    total = len(videos) if cfg.limit is None else min(cfg.limit, len(videos))
-    engine = Engine(
-        model,
+    engine = Engine.build(
+        cfg.model,
+        weights=cfg.weights,
+        backend=cfg.backend,
         views=cfg.views,
         device=device,
         precision=cfg.precision,
         batch_size=cfg.batch_size,
         threads=cfg.decoder_threads,
-        inplace=True,
     )
+    classes = engine.class_names or [str(i) for i in range(engine.model.num_classes)]
+    videos = load_video_list(cfg.data, classes=classes, root=cfg.data_root)
+    total = len(videos) if cfg.limit is None else min(cfg.limit, len(videos))
     ident = identity(
         model=cfg.model,
         weights=cfg.weights,

@@ -32,7 +32,6 @@ from videozoo.jobs.rundir import (
     write_manifest,
     write_text_atomic,
 )
-from videozoo.models.factory import create_model
 from videozoo.models.registry import get_spec
 
 
@@ -49,6 +48,7 @@ class FeatureConfig:
     batch_size: int | None = None
     precision: str = "auto"
     device: str = "cpu"
+    backend: str = "auto"  # torch, onnxruntime (weights: a .onnx file) or auto
     resume: bool = False
     wait: bool = False  # wait for another run holding `out` instead of stopping
 
@@ -88,11 +88,16 @@ def extract_features(cfg: FeatureConfig) -> dict:
 def _extract(cfg: FeatureConfig, out: Path) -> dict:
     parts = out / "parts"
     index_path = out / "index.jsonl"
-    model = create_model(cfg.model, weights=cfg.weights)
-    videos = _video_list(cfg, model.class_names)
-    engine = Engine(
-        model, views=cfg.views, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size, inplace=True
+    engine = Engine.build(
+        cfg.model,
+        weights=cfg.weights,
+        backend=cfg.backend,
+        views=cfg.views,
+        device=cfg.device,
+        precision=cfg.precision,
+        batch_size=cfg.batch_size,
     )
+    videos = _video_list(cfg, engine.class_names)
     ident = identity(
         model=cfg.model,
         weights=cfg.weights,
