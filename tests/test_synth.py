@@ -201,3 +201,67 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         synth.make_dataset(tmp_path, videos_per_class=2, val_fraction=1.0)
     assert set(synth.OPPOSITE) == set(synth.DEFAULT_CLASSES)
+
+
+# --- the wide variety ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["move_left", "move_up", "zoom_out", "rotate_ccw"])
+def test_wide_opposite_class_is_exact_time_reversal(name):
+    forward = synth.render_video(name, 21, size=SIZE, num_frames=FRAMES, variety="wide")
+    backward = synth.render_video(synth.OPPOSITE[name], 21, size=SIZE, num_frames=FRAMES, variety="wide")
+    for a, b in zip(forward, backward):
+        np.testing.assert_array_equal(a, b[::-1])
+
+
+def test_wide_objects_move_as_their_class_says():
+    short = min(SIZE)
+    for name in synth.DEFAULT_CLASSES:
+        for index in range(20):
+            v = synth.render_video(name, synth.video_rng(4, name, index), size=SIZE, num_frames=FRAMES, variety="wide")
+            assert v.frames.shape == (FRAMES, *SIZE, 3) and v.frames.dtype == np.uint8
+            # Steps of the first object's centre, the shortest way round the torus.
+            step = np.diff(v.center, axis=0)
+            step = (step + np.array([SIZE[1], SIZE[0]]) / 2) % np.array([SIZE[1], SIZE[0]]) - np.array([SIZE[1], SIZE[0]]) / 2
+            mean = step.mean(axis=0) / short
+            growth = np.diff(np.log(v.radius)).mean()
+            turn = np.diff(np.unwrap(v.angle)).mean()
+            if name.startswith("move_"):
+                axis, sign = {"move_right": (0, 1), "move_left": (0, -1), "move_down": (1, 1), "move_up": (1, -1)}[name]
+                assert sign * mean[axis] > 0.01 and abs(mean[1 - axis]) < 0.25 * abs(mean[axis]) + 0.004, (name, mean)
+                assert growth == 0 and turn == 0
+            elif name.startswith("zoom_"):
+                assert (growth > 0.015) == (name == "zoom_in") and abs(growth) > 0.015, (name, growth)
+                assert np.abs(mean).max() < 0.004 and turn == 0
+            else:
+                assert math.degrees(turn) * (1 if name == "rotate_cw" else -1) >= 3, (name, turn)
+                assert np.abs(mean).max() < 0.004 and growth == 0
+
+
+def test_wide_single_frames_carry_no_class_information():
+    levels, coverage = {}, {}
+    for name in synth.DEFAULT_CLASSES:
+        videos = [synth.render_video(name, synth.video_rng(0, name, i), size=(16, 16), num_frames=8, variety="wide")
+                  for i in range(200)]
+        levels[name] = np.array([v.frames[3].mean() for v in videos])
+        coverage[name] = np.array([v.alpha[3].mean() for v in videos])
+    for name in synth.DEFAULT_CLASSES:
+        assert _ks(levels[name], levels["move_left"]) < 0.17, name
+        assert _ks(coverage[name], coverage["move_left"]) < 0.17, name
+
+
+def test_wide_dataset_and_command_line(tmp_path):
+    from videozoo.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "w"), "--variety", "wide", "--classes", "zoom_in,rotate_cw",
+                 "--videos-per-class", "2", "--size", "32", "--frames", "8", "--val-fraction", "0.5"]) == 0
+    params = json.loads((tmp_path / "w" / "synth.json").read_text())
+    assert params["variety"] == "wide" and params["classes"] == ["zoom_in", "rotate_cw"]
+    frames, _ = decode(tmp_path / "w" / "zoom_in" / "zoom_in_0001.mp4")
+    rendered = synth.render_video("zoom_in", synth.video_rng(0, "zoom_in", 1), size=(32, 32), num_frames=8, variety="wide")
+    error = (frames.astype(np.float64) - rendered.frames) @ np.array([0.299, 0.587, 0.114])
+    assert 10 * math.log10(255**2 / np.mean(error**2)) > 30
+    with pytest.raises(ValueError, match="unknown variety"):
+        synth.make_dataset(tmp_path / "x", variety="busy", videos_per_class=2)
+    with pytest.raises(ValueError, match="unknown variety"):
+        synth.render_video("zoom_in", 0, variety="busy")
