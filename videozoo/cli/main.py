@@ -96,7 +96,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     info = make_dataset(
         args.out, classes=classes, videos_per_class=args.videos_per_class, seed=args.seed,
         size=(args.size, args.size), num_frames=args.frames, fps=args.fps, val_fraction=args.val_fraction,
-        workers=args.workers,
+        variety=args.variety, clutter=args.clutter, workers=args.workers,
     )
     print(f"wrote {info.num_train} training and {info.num_val} validation videos to {info.root} (train.txt, val.txt, classes.txt)")
     return 0
@@ -127,8 +127,9 @@ def _weights_arg(value: str) -> str | None:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="slow_r50", help="registry name (see `videozoo models`)")
-    p.add_argument("--weights", type=_weights_arg, default="kinetics400",
-                   help="kinetics400 (official), a checkpoint path, or none (random)")
+    p.add_argument("--weights", type=_weights_arg, default="default",
+                   help="default (the model's default weights: the official kinetics400 ones, or the packaged "
+                   "ones of motion_tiny), a weights key such as kinetics400, a checkpoint path, or none (random)")
     p.add_argument("--views", default="1x1", help="1x1 (centred clip, centre crop) or 10x3 (clips x crops)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
@@ -190,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--fps", type=float, default=15)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variety", default="classic", choices=["classic", "wide"],
+                   help="classic: one object, one look; wide: 1-3 objects of many shapes and textures, several "
+                   "kinds of background, camera shake, changing brightness, more speeds and sizes")
+    p.add_argument("--clutter", type=float, default=1.0,
+                   help="scale of background texture, drift and sensor noise (0: flat background, clean frames)")
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=_cmd_synth)
 

@@ -26,9 +26,11 @@ def create_model(
 ) -> VideoClassifier:
     """Build the model `name`.
 
-    weights: None for random initialisation; "kinetics400" (or another key of the entry's weight
-    sources) for the official weights, from the cache or downloaded once; or the path of a local
-    checkpoint in any supported format (detected from its content).
+    weights: None for random initialisation; "default" for the entry's default weights
+    (`spec.default_weights`: "kinetics400" for the published models, the packaged file for
+    motion_tiny); "kinetics400" (or another key of the entry's weight sources) for those weights,
+    from the package, the cache or downloaded once; or the path of a local checkpoint in any
+    supported format (detected from its content).
     num_classes: a different count from the weights' replaces the classifier (for fine-tuning).
     The model has `class_names` (a list, or None when unknown) and is returned in eval mode.
     """
@@ -38,9 +40,14 @@ def create_model(
         model.model_name = spec.name
         model.input_config = spec.input
         model.class_names = None
-        if (num_classes or spec.num_classes) == 400:
+        if spec.class_names is not None and (num_classes or spec.num_classes) == len(spec.class_names):
+            model.class_names = list(spec.class_names)
+        elif (num_classes or spec.num_classes) == 400:
             model.class_names = list(kinetics400_classes())
         return model.eval()
+
+    if isinstance(weights, str):
+        weights = spec.weights_key(weights)
 
     if isinstance(weights, str) and weights in spec.weights:
         source = spec.weights[weights]
