@@ -200,7 +200,7 @@ def test_bad_arguments(tmp_path):
         synth.make_dataset(tmp_path, size=(47, 64), videos_per_class=2)
     with pytest.raises(ValueError):
         synth.make_dataset(tmp_path, videos_per_class=2, val_fraction=1.0)
-    assert set(synth.OPPOSITE) == set(synth.DEFAULT_CLASSES)
+    assert set(synth.OPPOSITE) == set(synth.MOTIONS) == set(synth.DEFAULT_CLASSES) | set(synth.DIAGONAL_CLASSES)
 
 
 # --- the wide variety ------------------------------------------------------------------------------
@@ -216,8 +216,9 @@ def test_wide_opposite_class_is_exact_time_reversal(name):
 
 def test_wide_objects_move_as_their_class_says():
     short = min(SIZE)
-    for name in synth.DEFAULT_CLASSES:
-        for index in range(20):
+    diagonals = {"move_down_right": (1, 1), "move_up_left": (-1, -1), "move_up_right": (1, -1), "move_down_left": (-1, 1)}
+    for name in synth.DEFAULT_CLASSES + synth.DIAGONAL_CLASSES:
+        for index in range(15):
             v = synth.render_video(name, synth.video_rng(4, name, index), size=SIZE, num_frames=FRAMES, variety="wide")
             assert v.frames.shape == (FRAMES, *SIZE, 3) and v.frames.dtype == np.uint8
             # Steps of the first object's centre, the shortest way round the torus.
@@ -226,7 +227,10 @@ def test_wide_objects_move_as_their_class_says():
             mean = step.mean(axis=0) / short
             growth = np.diff(np.log(v.radius)).mean()
             turn = np.diff(np.unwrap(v.angle)).mean()
-            if name.startswith("move_"):
+            if name in diagonals:
+                direction = np.array(diagonals[name]) / math.sqrt(2)
+                assert mean @ direction > 0.01 and abs(mean[0] * direction[1] - mean[1] * direction[0]) < 0.25 * (mean @ direction) + 0.004
+            elif name.startswith("move_"):
                 axis, sign = {"move_right": (0, 1), "move_left": (0, -1), "move_down": (1, 1), "move_up": (1, -1)}[name]
                 assert sign * mean[axis] > 0.01 and abs(mean[1 - axis]) < 0.25 * abs(mean[axis]) + 0.004, (name, mean)
                 assert growth == 0 and turn == 0

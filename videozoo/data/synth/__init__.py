@@ -2,7 +2,8 @@
 
 Every video shows textured objects over a textured background that drifts slowly in a random
 direction. The class says what the objects do: slide left/right/up/down, grow or shrink, or spin
-clockwise or counterclockwise (as seen on screen). Everything else (shapes, textures, colours,
+clockwise or counterclockwise (as seen on screen); four diagonal slides
+(:data:`DIAGONAL_CLASSES`) are there for tasks beyond those eight. Everything else (shapes, textures, colours,
 sizes, positions, background, drift, lighting, sensor noise) is drawn from the same distributions
 for every class. Two scene generators share this contract: ``"classic"`` (one object, one kind of
 look; :mod:`videozoo.data.synth.classic`) and ``"wide"`` (one to three objects of many shapes and
@@ -24,10 +25,11 @@ the same scenes at any resolution. The files are H.264 MP4s; next to them go ``t
 ``val.txt`` (``relative/path.mp4 class_name`` lines), ``classes.txt`` and ``synth.json``.
 """
 from videozoo.data.synth.dataset import VARIETIES, DatasetInfo, make_dataset, render_video, write_video
-from videozoo.data.synth.scene import DEFAULT_CLASSES, MOTIONS, OPPOSITE, SynthVideo, video_rng
+from videozoo.data.synth.scene import DEFAULT_CLASSES, DIAGONAL_CLASSES, MOTIONS, OPPOSITE, SynthVideo, video_rng
 
 __all__ = [
     "DEFAULT_CLASSES",
+    "DIAGONAL_CLASSES",
     "MOTIONS",
     "OPPOSITE",
     "VARIETIES",

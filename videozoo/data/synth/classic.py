@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from videozoo.data.synth.scene import (
+    SLIDE_DIRECTIONS,
     SynthVideo,
     check_class,
     draw_noise_background,
@@ -20,6 +21,7 @@ from videozoo.data.synth.scene import (
     random_vector,
     render_noise_background,
     sensor_noise,
+    slide_direction,
     to_uint8,
 )
 
@@ -72,10 +74,8 @@ def render_classic(
     center = start + wander * t[:, None]  # (T, 2)
     angle = np.full(T, angle0)
     log_radius = np.full(T, log_start + log_span * still_frame / (T - 1))
-    if kind == "move_x":
-        center[:, 0] += slide * t
-    elif kind == "move_y":
-        center[:, 1] += slide * t
+    if kind in SLIDE_DIRECTIONS:
+        center += slide * t[:, None] * slide_direction(kind)
     elif kind == "zoom":
         log_radius = log_start + log_span * t / (T - 1)
     elif kind == "rotate":

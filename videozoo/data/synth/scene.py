@@ -23,6 +23,9 @@ DEFAULT_CLASSES: tuple[str, ...] = (
     "rotate_ccw",
 )
 
+# Diagonal slides: not among the default classes, for tasks beyond the eight (e.g. fine-tuning).
+DIAGONAL_CLASSES: tuple[str, ...] = ("move_up_left", "move_up_right", "move_down_left", "move_down_right")
+
 # class name -> (motion kind, direction); direction -1 is the +1 class played backwards.
 MOTIONS: dict[str, tuple[str, int]] = {
     "move_right": ("move_x", +1),
@@ -33,7 +36,14 @@ MOTIONS: dict[str, tuple[str, int]] = {
     "zoom_out": ("zoom", -1),
     "rotate_cw": ("rotate", +1),
     "rotate_ccw": ("rotate", -1),
+    "move_down_right": ("move_diagonal", +1),
+    "move_up_left": ("move_diagonal", -1),
+    "move_up_right": ("move_antidiagonal", +1),
+    "move_down_left": ("move_antidiagonal", -1),
 }
+
+# Screen direction (x right, y down) of the +1 class of each slide kind, in degrees.
+SLIDE_DIRECTIONS: dict[str, float] = {"move_x": 0.0, "move_y": 90.0, "move_diagonal": 45.0, "move_antidiagonal": -45.0}
 
 OPPOSITE: dict[str, str] = {
     name: other
@@ -55,6 +65,14 @@ class SynthVideo(NamedTuple):
     def reversed(self) -> "SynthVideo":
         """The same video played backwards (the opposite class)."""
         return SynthVideo(*(np.ascontiguousarray(a[::-1]) for a in self))
+
+
+def slide_direction(kind: str, deviation: float = 0.0) -> np.ndarray:
+    """Unit screen vector of slide `kind` (+1 class), turned by `deviation` radians."""
+    angle = math.radians(SLIDE_DIRECTIONS[kind]) + deviation
+    vector = np.array([math.cos(angle), math.sin(angle)])
+    vector[np.abs(vector) < 1e-12] = 0.0  # exactly along an axis where it is (cos 90 deg is not 0 in floats)
+    return vector
 
 
 def check_class(class_name: str, num_frames: int) -> tuple[str, int]:

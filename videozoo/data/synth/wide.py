@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from videozoo.data.synth.scene import (
+    SLIDE_DIRECTIONS,
     NoiseBackground,
     SynthVideo,
     check_class,
@@ -29,6 +30,7 @@ from videozoo.data.synth.scene import (
     random_vector,
     render_noise_background,
     sensor_noise,
+    slide_direction,
     to_uint8,
 )
 
@@ -227,10 +229,8 @@ def _pose(path: _Path, kind: str, T: int, short: int) -> tuple[np.ndarray, np.nd
     center = path.start + path.wander * t[:, None]
     angle = np.full(T, path.angle0)
     log_radius = np.full(T, path.log_start + path.log_span * path.still_frame / (T - 1))
-    if kind == "move_x":
-        center += path.slide * t[:, None] * (math.cos(path.heading), math.sin(path.heading))
-    elif kind == "move_y":
-        center += path.slide * t[:, None] * (math.sin(path.heading), math.cos(path.heading))
+    if kind in SLIDE_DIRECTIONS:
+        center += path.slide * t[:, None] * slide_direction(kind, path.heading)
     elif kind == "zoom":
         log_radius = path.log_start + path.log_span * t / (T - 1)
     elif kind == "rotate":
