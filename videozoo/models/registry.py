@@ -8,7 +8,7 @@ their variants; no model is built.
 """
 from __future__ import annotations
 
-from videozoo.models import i3d_caffe2, mvit, resnet, s3d, slowfast, tv_resnet, x3d  # noqa: F401  (they register)
+from videozoo.models import i3d_caffe2, motion_tiny, mvit, resnet, s3d, slowfast, tv_resnet, x3d  # noqa: F401  (they register)
 from videozoo.models.spec import SPECS, ModelSpec
 
 _REGISTRY = SPECS
