@@ -1,4 +1,5 @@
 """Registry-driven checks of every model: entry completeness, shapes, gradients, heads, figures."""
+
 import dataclasses
 import json
 
@@ -11,14 +12,26 @@ from videozoo.models.registry import get_spec
 
 SEED_MODELS = {"slow_r50", "slowfast_r50", "slowfast_r101", "i3d_r50_32x2", "r3d_18", "mc3_18", "r2plus1d_18"}
 OTHER_MODELS = {
-    "slowfast_16x8_r101_50_50", "i3d_r50", "c2d_r50", "csn_r101", "r2plus1d_r50", "x3d_xs", "x3d_s", "x3d_m",
-    "x3d_l", "i3d_r50_nl_32x2", "s3d", "mvit_base_16x4",
+    "slowfast_16x8_r101_50_50",
+    "i3d_r50",
+    "c2d_r50",
+    "csn_r101",
+    "r2plus1d_r50",
+    "x3d_xs",
+    "x3d_s",
+    "x3d_m",
+    "x3d_l",
+    "i3d_r50_nl_32x2",
+    "s3d",
+    "mvit_base_16x4",
 }
+# Models whose weights ship inside the package rather than being published for Kinetics-400.
+EMBEDDED_MODELS = {"motion_tiny"}
 ALL = sorted(SEED_MODELS | OTHER_MODELS)
 
 
 def test_registry_holds_exactly_the_zoo():
-    assert set(videozoo.list_models()) == SEED_MODELS | OTHER_MODELS
+    assert set(videozoo.list_models()) == SEED_MODELS | OTHER_MODELS | EMBEDDED_MODELS
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -36,6 +49,16 @@ def test_entry_is_complete(name):
     # Where no GFLOPs figure was published, the table shows only the computed one.
     assert m.gflops is not None or name.startswith("i3d_r50") and name.endswith("32x2")
     assert spec.description
+    assert spec.default_weights == "kinetics400" and spec.class_names is None
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED_MODELS))
+def test_embedded_entry_is_complete(name):
+    spec = get_spec(name)
+    source = spec.weights[spec.default_weights]
+    assert source.packaged and source.format == "safetensors" and source.sha256 and source.size
+    assert source.num_classes == spec.num_classes == len(spec.class_names)
+    assert spec.input.crop_size <= spec.input.short_side and spec.description
 
 
 SMALL_FRAMES, SMALL_CROP = 8, 32  # a short, small clip: every stage still has a map to work on
@@ -55,7 +78,7 @@ def _small_input(spec, batch):
     return [torch.randn(t.shape, generator=g) for t in x] if isinstance(x, list) else torch.randn(x.shape, generator=g)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + sorted(EMBEDDED_MODELS))
 def test_shapes_gradients_and_head_reset(name):
     torch.manual_seed(0)
     spec = get_spec(name)
@@ -106,7 +129,7 @@ def test_models_cli_json(capsys):
     assert main(["models", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "multiply-add" in out["flops_convention"]
-    assert {r["name"] for r in out["models"]} == set(ALL)
+    assert {r["name"] for r in out["models"]} == set(ALL) | EMBEDDED_MODELS
     row = next(r for r in out["models"] if r["name"] == "slow_r50")
     assert row["gflops"] == 54.52 and row["published"]["gflops"] == 54.52
 

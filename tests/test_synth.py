@@ -1,4 +1,5 @@
 """The synthetic motion dataset: layout, determinism, decodability, and that only motion differs."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,7 @@ def decode(path):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "a"
-    info = synth.make_dataset(
-        root, videos_per_class=2, val_fraction=0.5, seed=3, size=SIZE, num_frames=FRAMES, fps=12
-    )
+    info = synth.make_dataset(root, videos_per_class=2, val_fraction=0.5, seed=3, size=SIZE, num_frames=FRAMES, fps=12)
     return info
 
 
@@ -53,15 +52,28 @@ def test_layout_and_lists(dataset):
 
 def test_same_seed_same_bytes(dataset, tmp_path):
     again = synth.make_dataset(
-        tmp_path / "b", classes=("zoom_out", "move_up"), videos_per_class=2, val_fraction=0.5,
-        seed=3, size=SIZE, num_frames=FRAMES, fps=12, workers=2,
+        tmp_path / "b",
+        classes=("zoom_out", "move_up"),
+        videos_per_class=2,
+        val_fraction=0.5,
+        seed=3,
+        size=SIZE,
+        num_frames=FRAMES,
+        fps=12,
+        workers=2,
     )
     # A video depends on (seed, class, index) only: not on the class list or the worker count.
     for name in ("zoom_out/zoom_out_0001.mp4", "move_up/move_up_0000.mp4"):
         assert (again.root / name).read_bytes() == (dataset.root / name).read_bytes()
     other = synth.make_dataset(
-        tmp_path / "c", classes=("move_up",), videos_per_class=1, val_fraction=0.0,
-        seed=4, size=SIZE, num_frames=FRAMES, fps=12,
+        tmp_path / "c",
+        classes=("move_up",),
+        videos_per_class=1,
+        val_fraction=0.0,
+        seed=4,
+        size=SIZE,
+        num_frames=FRAMES,
+        fps=12,
     )
     assert other.num_val == 0
     assert (other.root / "move_up/move_up_0000.mp4").read_bytes() != (
@@ -100,8 +112,7 @@ def test_single_frames_carry_no_class_information():
     poses = {}
     for name in synth.DEFAULT_CLASSES:
         videos = [
-            synth.render_video(name, synth.video_rng(0, name, i), size=(16, 16), num_frames=8)
-            for i in range(300)
+            synth.render_video(name, synth.video_rng(0, name, i), size=(16, 16), num_frames=8) for i in range(300)
         ]
         poses[name] = {
             "x": np.concatenate([v.center[:, 0] for v in videos]),
@@ -200,4 +211,106 @@ def test_bad_arguments(tmp_path):
         synth.make_dataset(tmp_path, size=(47, 64), videos_per_class=2)
     with pytest.raises(ValueError):
         synth.make_dataset(tmp_path, videos_per_class=2, val_fraction=1.0)
-    assert set(synth.OPPOSITE) == set(synth.DEFAULT_CLASSES)
+    assert set(synth.OPPOSITE) == set(synth.MOTIONS) == set(synth.DEFAULT_CLASSES) | set(synth.DIAGONAL_CLASSES)
+
+
+# --- the wide variety ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["move_left", "move_up", "zoom_out", "rotate_ccw"])
+def test_wide_opposite_class_is_exact_time_reversal(name):
+    forward = synth.render_video(name, 21, size=SIZE, num_frames=FRAMES, variety="wide")
+    backward = synth.render_video(synth.OPPOSITE[name], 21, size=SIZE, num_frames=FRAMES, variety="wide")
+    for a, b in zip(forward, backward, strict=False):
+        np.testing.assert_array_equal(a, b[::-1])
+
+
+def test_wide_objects_move_as_their_class_says():
+    short = min(SIZE)
+    diagonals = {
+        "move_down_right": (1, 1),
+        "move_up_left": (-1, -1),
+        "move_up_right": (1, -1),
+        "move_down_left": (-1, 1),
+    }
+    for name in synth.DEFAULT_CLASSES + synth.DIAGONAL_CLASSES:
+        for index in range(15):
+            v = synth.render_video(name, synth.video_rng(4, name, index), size=SIZE, num_frames=FRAMES, variety="wide")
+            assert v.frames.shape == (FRAMES, *SIZE, 3) and v.frames.dtype == np.uint8
+            # Steps of the first object's centre, the shortest way round the torus.
+            step = np.diff(v.center, axis=0)
+            step = (step + np.array([SIZE[1], SIZE[0]]) / 2) % np.array([SIZE[1], SIZE[0]]) - np.array(
+                [SIZE[1], SIZE[0]]
+            ) / 2
+            mean = step.mean(axis=0) / short
+            growth = np.diff(np.log(v.radius)).mean()
+            turn = np.diff(np.unwrap(v.angle)).mean()
+            if name in diagonals:
+                direction = np.array(diagonals[name]) / math.sqrt(2)
+                assert (
+                    mean @ direction > 0.01
+                    and abs(mean[0] * direction[1] - mean[1] * direction[0]) < 0.25 * (mean @ direction) + 0.004
+                )
+            elif name.startswith("move_"):
+                axis, sign = {"move_right": (0, 1), "move_left": (0, -1), "move_down": (1, 1), "move_up": (1, -1)}[name]
+                assert sign * mean[axis] > 0.01 and abs(mean[1 - axis]) < 0.25 * abs(mean[axis]) + 0.004, (name, mean)
+                assert growth == 0 and turn == 0
+            elif name.startswith("zoom_"):
+                assert (growth > 0.015) == (name == "zoom_in") and abs(growth) > 0.015, (name, growth)
+                assert np.abs(mean).max() < 0.004 and turn == 0
+            else:
+                assert math.degrees(turn) * (1 if name == "rotate_cw" else -1) >= 3, (name, turn)
+                assert np.abs(mean).max() < 0.004 and growth == 0
+
+
+def test_wide_single_frames_carry_no_class_information():
+    levels, coverage = {}, {}
+    for name in synth.DEFAULT_CLASSES:
+        videos = [
+            synth.render_video(name, synth.video_rng(0, name, i), size=(16, 16), num_frames=8, variety="wide")
+            for i in range(200)
+        ]
+        levels[name] = np.array([v.frames[3].mean() for v in videos])
+        coverage[name] = np.array([v.alpha[3].mean() for v in videos])
+    for name in synth.DEFAULT_CLASSES:
+        assert _ks(levels[name], levels["move_left"]) < 0.17, name
+        assert _ks(coverage[name], coverage["move_left"]) < 0.17, name
+
+
+def test_wide_dataset_and_command_line(tmp_path):
+    from videozoo.cli import main
+
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "w"),
+                "--variety",
+                "wide",
+                "--classes",
+                "zoom_in,rotate_cw",
+                "--videos-per-class",
+                "2",
+                "--size",
+                "32",
+                "--frames",
+                "8",
+                "--val-fraction",
+                "0.5",
+            ]
+        )
+        == 0
+    )
+    params = json.loads((tmp_path / "w" / "synth.json").read_text())
+    assert params["variety"] == "wide" and params["classes"] == ["zoom_in", "rotate_cw"]
+    frames, _ = decode(tmp_path / "w" / "zoom_in" / "zoom_in_0001.mp4")
+    rendered = synth.render_video(
+        "zoom_in", synth.video_rng(0, "zoom_in", 1), size=(32, 32), num_frames=8, variety="wide"
+    )
+    error = (frames.astype(np.float64) - rendered.frames) @ np.array([0.299, 0.587, 0.114])
+    assert 10 * math.log10(255**2 / np.mean(error**2)) > 30
+    with pytest.raises(ValueError, match="unknown variety"):
+        synth.make_dataset(tmp_path / "x", variety="busy", videos_per_class=2)
+    with pytest.raises(ValueError, match="unknown variety"):
+        synth.render_video("zoom_in", 0, variety="busy")

@@ -2,6 +2,7 @@
 
 The names below load on first use, so `import videozoo` stays cheap.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,8 +50,12 @@ def transform_for(model, views="1x1", train=False, *, generator=None):
     return transforms.transform_for(model, views, train, generator=generator)
 
 
-def predict(video_path, model="slow_r50", weights="kinetics400", views="1x1", top_k=5, **kwargs):
-    """Top-k (label, probability) of one video; see `videozoo.engine.predict`."""
+def predict(video_path, model="slow_r50", weights="default", views="1x1", top_k=5, **kwargs):
+    """Top-k (label, probability) of one video; see `videozoo.engine.predict`.
+
+    weights: "default" is the model's default weights (Kinetics-400's, or the packaged ones of
+    motion_tiny), or a weights key, a checkpoint path, or None.
+    """
     from videozoo.engine import predict as _predict
 
     return _predict(video_path, model, weights, views, top_k, **kwargs)

@@ -146,6 +146,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         num_frames=args.frames,
         fps=args.fps,
         val_fraction=args.val_fraction,
+        variety=args.variety,
+        clutter=args.clutter,
         workers=args.workers,
     )
     print(
@@ -338,8 +340,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         type=_weights_arg,
-        default="kinetics400",
-        help="kinetics400 (official), a checkpoint path, or none (random)",
+        default="default",
+        help="default (the model's default weights: the official kinetics400 ones, or the packaged ones of "
+        "motion_tiny), a weights key such as kinetics400, a checkpoint path, or none (random)",
     )
     p.add_argument(
         "--views",
@@ -456,6 +459,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_positive_int, default=32)
     p.add_argument("--fps", type=float, default=15)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--variety",
+        default="classic",
+        choices=["classic", "wide"],
+        help="classic: one object, one look; wide: 1-3 objects of many shapes and textures, several "
+        "kinds of background, camera shake, changing brightness, more speeds and sizes",
+    )
+    p.add_argument(
+        "--clutter",
+        type=float,
+        default=1.0,
+        help="scale of background texture, drift and sensor noise (0: flat background, clean frames)",
+    )
     p.add_argument("--workers", type=_nonnegative_int, default=1)
     p.set_defaults(func=_cmd_synth)
 

@@ -25,9 +25,7 @@ __all__ = [
 ]
 
 
-def predict(
-    video_path, model="slow_r50", weights="kinetics400", views="1x1", top_k=5, *, device="cpu", precision="auto"
-):
+def predict(video_path, model="slow_r50", weights="default", views="1x1", top_k=5, *, device="cpu", precision="auto"):
     """The top-k (label, probability) for one video (Kinetics-400 names, or the checkpoint's own)."""
     engine = (
         Engine.build(model, weights=weights, views=views, device=device, precision=precision)

@@ -137,7 +137,7 @@ class Engine:
 
     @classmethod
     def build(
-        cls, name: str, *, weights: str | os.PathLike | None = "kinetics400", backend: str = "auto", **kwargs: Any
+        cls, name: str, *, weights: str | os.PathLike | None = "default", backend: str = "auto", **kwargs: Any
     ) -> Engine:
         """Create the registry model ``name`` with ``weights`` and an engine that owns it.
 

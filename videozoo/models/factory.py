@@ -5,6 +5,7 @@ A model made here carries what its checkpoint records (see videozoo.weights.meta
 `class_names`. :func:`checkpoint_meta` reads them into a CheckpointMeta and :func:`save_model`
 writes weights and record together, so the file rebuilds the same model.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -35,10 +36,12 @@ def create_model(
 ) -> VideoClassifier:
     """Build the model `name`.
 
-    weights: None for random initialisation; "kinetics400" (or another key of the entry's weight
-    sources) for the official weights, from the cache or downloaded once; or the path of a local
-    checkpoint in any supported format (detected from its content). A videozoo checkpoint rebuilds
-    the architecture, clip settings and class names it records.
+    weights: None for random initialisation; "default" for the entry's default weights
+    (`spec.default_weights`: "kinetics400" for the published models, the packaged file for
+    motion_tiny); "kinetics400" (or another key of the entry's weight sources) for those weights,
+    from the package, the cache or downloaded once; or the path of a local checkpoint in any
+    supported format (detected from its content).
+    A videozoo checkpoint rebuilds the architecture, clip settings and class names it records.
     num_classes: a different count from the weights' replaces the classifier (for fine-tuning).
     The model has `class_names` (a list, or None when unknown) and is returned in eval mode.
     """
@@ -48,15 +51,23 @@ def create_model(
         model.model_name = spec.name
         model.input_config = spec.input
         model.class_names = None
-        if (num_classes or spec.num_classes) == 400:
+        if spec.class_names is not None and (num_classes or spec.num_classes) == len(spec.class_names):
+            model.class_names = list(spec.class_names)
+        elif (num_classes or spec.num_classes) == 400:
             model.class_names = list(kinetics400_classes())
         return model.eval()
+
+    if isinstance(weights, str):
+        weights = spec.weights_key(weights)
 
     if isinstance(weights, str) and weights in spec.weights:
         source = spec.weights[weights]
         path = hub.fetch(source, progress=progress)
-    elif isinstance(weights, str) and os.path.sep not in weights and not Path(weights).exists() and not weights.endswith(
-        (".pth", ".pyth", ".pkl", ".pt", ".safetensors", ".ckpt")
+    elif (
+        isinstance(weights, str)
+        and os.path.sep not in weights
+        and not Path(weights).exists()
+        and not weights.endswith((".pth", ".pyth", ".pkl", ".pt", ".safetensors", ".ckpt"))
     ):
         known = ", ".join(spec.weights) or "none"
         raise ValueError(f"{name}: unknown weights {weights!r} (published: {known}; or give a file path)")
@@ -83,9 +94,7 @@ def model_from_checkpoint(
     state = spec.cls.convert_checkpoint(ckpt.format, ckpt.state_dict, source=ckpt.source)
     head_key = f"{spec.cls.classifier_name}.weight"
     if head_key not in state:
-        raise CheckpointError(
-            f"{ckpt.source}: no classifier weight {head_key!r}; is this a checkpoint of {spec.name}?"
-        )
+        raise CheckpointError(f"{ckpt.source}: no classifier weight {head_key!r}; is this a checkpoint of {spec.name}?")
     ckpt_classes = state[head_key].shape[0]
     if meta is not None and meta.num_classes is not None and meta.num_classes != ckpt_classes:
         raise CheckpointError(
@@ -176,7 +185,9 @@ def load_state_strict(model: nn.Module, state: dict[str, Tensor], source: str, *
     if assign:
         left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
         if left:
-            raise CheckpointError(f"{source}: {type(model).__name__} has tensors no checkpoint can fill: {', '.join(left)}")
+            raise CheckpointError(
+                f"{source}: {type(model).__name__} has tensors no checkpoint can fill: {', '.join(left)}"
+            )
 
 
 def _as_parameter(value: Tensor, dtype: torch.dtype) -> Tensor:

@@ -6,11 +6,12 @@ live, and the figures published with them. The docs tables, `videozoo models`, `
 `create_model` all read from here. Importing this module imports the families, which register
 their variants; no model is built.
 """
+
 from __future__ import annotations
 
 import difflib
 
-from videozoo.models import i3d_caffe2, mvit, resnet, s3d, slowfast, tv_resnet, x3d  # noqa: F401  (they register)
+from videozoo.models import i3d_caffe2, motion_tiny, mvit, resnet, s3d, slowfast, tv_resnet, x3d  # noqa: F401  (they register)
 from videozoo.models.spec import SPECS, ModelSpec
 
 _REGISTRY = SPECS
@@ -25,5 +26,7 @@ def get_spec(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.6)
-        hint = f" (did you mean {', '.join(close[:-1]) + ' or ' if len(close) > 1 else ''}{close[-1]}?)" if close else ""
+        hint = (
+            f" (did you mean {', '.join(close[:-1]) + ' or ' if len(close) > 1 else ''}{close[-1]}?)" if close else ""
+        )
         raise KeyError(f"unknown model {name!r}{hint}; `videozoo models` lists them all") from None

@@ -3,6 +3,7 @@
 Family modules describe their variants with :func:`register`; :mod:`videozoo.models.registry`
 imports the families and answers look-ups, so this module imports no family.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,6 +41,14 @@ class ModelSpec:
     num_classes: int = 400
     description: str = ""
     paper: str = ""
+    #: the key of `weights` that `weights="default"` means (the CLI's default)
+    default_weights: str = "kinetics400"
+    #: the class names of the default weights, where they are not Kinetics-400's
+    class_names: tuple[str, ...] | None = None
+
+    def weights_key(self, key: str) -> str:
+        """`key` with "default" replaced by this entry's default weights key."""
+        return self.default_weights if key == "default" else key
 
     def build(self, *, num_classes: int | None = None, **overrides: Any) -> VideoClassifier:
         """The family class built with this entry's `arch`, `overrides` laid over it.

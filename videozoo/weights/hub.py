@@ -1,15 +1,21 @@
 """Downloading official weights into a local cache, verified, so they load offline afterwards.
 
+Weights shipped inside a Python package (`package://<package>/<file>` sources) are read where the
+package is installed, checked against their sha256 on every use, and never downloaded.
+
 Layout: `$VIDEOZOO_HOME/checkpoints/<file name from the URL>` (VIDEOZOO_HOME defaults to
 `~/.cache/videozoo`). A download goes to a temporary file in the same folder, is checked for
 size and sha256, and only then renamed into place, so a file under its final name is always
 whole. A file found in the cache (downloaded earlier or placed by hand) is verified once and a
 `.verified` stamp records it.
 """
+
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import os
+import shutil
 import sys
 import urllib.error
 from pathlib import Path
@@ -61,8 +67,38 @@ def _stamp_text(path: Path) -> str:
     return f"{st.st_size} {st.st_mtime_ns}"
 
 
+def packaged_path(source: WeightSource) -> Path:
+    """The verified local file of a `package://` source, read from the installed package."""
+    package, name = source.package_location()
+    try:
+        resource = importlib.resources.files(package).joinpath(name)
+    except ModuleNotFoundError as e:
+        raise WeightsUnavailableError(f"{source.url}: the package {package!r} is not installed ({e})") from e
+    if not resource.is_file():
+        raise WeightsUnavailableError(
+            f"{source.url}: {name} is missing from the installed package {package!r}; reinstall videozoo"
+        )
+    if isinstance(resource, Path):
+        path = resource
+    else:
+        # A package imported from an archive: copy the file out once, into the cache.
+        path = cache_path(source)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with resource.open("rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, path)
+    verify(path, source)
+    return path
+
+
 def fetch(source: WeightSource, *, progress: bool | None = None, offline: bool | None = None) -> Path:
-    """Return the local path of `source`, downloading and verifying it first if needed."""
+    """Return the local path of `source`, downloading and verifying it first if needed.
+
+    A `package://` source is taken from the installed package (see :func:`packaged_path`).
+    """
+    if source.packaged:
+        return packaged_path(source)
     dest = cache_path(source)
     if dest.is_file():
         stamp = _stamp(dest)

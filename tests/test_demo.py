@@ -1,0 +1,50 @@
+"""The offline demo, end to end, in its quick form: every step runs and the report is complete."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import torch
+
+from videozoo.cli import main
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[1:]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("VIDEOZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VIDEOZOO_OFFLINE", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_quick_demo_writes_the_report(tmp_path, offline, capsys):
+    out = tmp_path / "demo-output"
+    assert main(["demo", "--out", str(out), "--quick"]) == 0
+    printed = capsys.readouterr().out
+    assert "# videozoo demo" in printed and "true: move_left" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["finetune_accuracy"] <= 1.0
+    assert summary["finetune_classes"] == ["move_up_left", "move_up_right", "move_down_left", "move_down_right"]
+    for key in ("heldout_clip_mode", "heldout_multi_view"):
+        assert summary[key]["evaluated"] == 16 and summary[key]["failed"] == 0, summary[key]
+    assert summary["heldout_multi_view"]["views"] == "3x3"
+    assert [p["label"] for p in summary["predictions"]] == ["move_left", "zoom_in"]
+    assert all(len(p["top5"]) == 5 for p in summary["predictions"])
+    report = (out / "report.md").read_text()
+    for picture in (
+        "clips/clips.png",
+        "finetune/training.png",
+        "eval_multi-view/confusion_matrix.png",
+        "eval_finetune/confusion_matrix.png",
+    ):
+        assert f"]({picture})" in report and (out / picture).is_file(), picture
+    assert set(summary["timings"]) >= {"predict", "fine-tune", "evaluate fine-tuned model"}

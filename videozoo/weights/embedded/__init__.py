@@ -1,0 +1,1 @@
+"""Weights shipped inside the package (read with importlib.resources, never downloaded)."""
