@@ -351,6 +351,9 @@ for i in range(0, len(data), 2048):
 """
 
 
+# Slow-marked: on a heavily loaded 2-core machine the windows printed before the signal have once
+# differed from the file's; it passes on its own and under light load (a known open problem).
+@pytest.mark.slow
 def test_sigterm_writes_what_was_computed(tmp_path):
     src = make_video(tmp_path / "long.ts", container="mpegts", num_frames=1800, fps=30, width=64, height=48)
     out = tmp_path / "out"
