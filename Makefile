@@ -21,6 +21,7 @@ demo: $(STAMP)
 # The house rules, configured in pyproject.toml: lint, the import layers, types.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 

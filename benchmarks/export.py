@@ -85,7 +85,9 @@ def bench_model(name: str, tmp: Path, repeat: int, use_compile: bool) -> dict:
 
     runners = {
         "eager fp32": lambda x: engine.runner(x, "logits"),
-        "onnxruntime": lambda x: session.run(["logits"], {n: t.numpy() for n, t in zip(names, as_list(x), strict=False)}),
+        "onnxruntime": lambda x: session.run(
+            ["logits"], {n: t.numpy() for n, t in zip(names, as_list(x), strict=False)}
+        ),
         "exported program": lambda x: program(*as_list(x))["logits"],
     }
     from videozoo.engine.precision import Precision, cpu_has_bf16
