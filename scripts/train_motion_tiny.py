@@ -6,7 +6,8 @@
 
 Steps: (1) render the wide-variety synthetic dataset (`videozoo synth --variety wide` with the
 arguments in DATA below), (2) train with the settings of scripts/motion_tiny.yaml, (3) write the
-weights as safetensors with the model name and class names, and print their sha256 and size.
+weights as safetensors with their record (`CheckpointMeta`: model, architecture, clip, class names,
+training settings, videozoo version), and print their sha256 and size.
 With --install the file is copied to videozoo/weights/embedded/ and the registry's sha256 and size
 (videozoo/models/motion_tiny.py) are rewritten to match. `summary.json` in the output folder
 records the timings and the CPU. Videos written whole by an earlier run with the same arguments
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install", action="store_true", help="replace the packaged weights and their registry hash")
     parser.add_argument("--quick", action="store_true", help="60 videos per class and 3 epochs: checks it learns")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering the videos")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted training run in --out")
     args = parser.parse_args(argv)
     if args.install and args.quick:
         parser.error("--install takes the full run, not --quick")
@@ -124,16 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         cfg = dataclasses.replace(cfg, epochs=3)
     t = time.perf_counter()
-    result = train(cfg.validate())
+    result = train(dataclasses.replace(cfg, resume=args.resume).validate())
     timings["train_s"] = round(time.perf_counter() - t, 1)
     print(result.summary(), flush=True)
+    if result.model_path is None:
+        print(f"training stopped early; run again with --resume --out {out} to continue", file=sys.stderr)
+        return 1
 
     ckpt = read_checkpoint(result.model_path)
-    if ckpt.class_names != list(CLASS_NAMES):
-        raise SystemExit(f"trained on {ckpt.class_names}, expected {list(CLASS_NAMES)}")
-    weights = save_checkpoint(
-        out / "motion_tiny.safetensors", ckpt.state_dict, model_name="motion_tiny", class_names=list(CLASS_NAMES)
-    )
+    if ckpt.meta is None or ckpt.class_names != list(CLASS_NAMES):
+        raise SystemExit(f"{result.model_path}: trained on {ckpt.class_names}, expected {list(CLASS_NAMES)}")
+    # The training's own record travels with the weights: model, architecture, clip, classes, the
+    # training settings and the videozoo version.
+    weights = save_checkpoint(out / "motion_tiny.safetensors", ckpt.state_dict, meta=ckpt.meta)
     digest, size = sha256_of(weights), weights.stat().st_size
     print(f"{weights}: {size} bytes, sha256 {digest}")
 

@@ -132,8 +132,7 @@ def test_recognises_clips_of_an_independent_generator(empty_cache, no_network, t
             predicted = engine.predict(path).top_k(1)[0]["label"]
             confusion[label_index, CLASSES.index(predicted)] += 1
     accuracy = np.trace(confusion) / confusion.sum()
-    # The packaged weights measure 87.5% here (docs/motion_tiny.md); the target is 90%.
-    assert accuracy >= 0.85, (
+    assert accuracy >= 0.9, (
         f"top-1 {accuracy:.1%} on {confusion.sum()} clips; confusion (true x predicted):\n{confusion}"
     )
 

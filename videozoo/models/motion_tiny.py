@@ -18,8 +18,8 @@ CLASS_NAMES = ("move_left", "move_right", "move_up", "move_down", "zoom_in", "zo
 
 WEIGHTS_URL = "package://videozoo.weights.embedded/motion_tiny.safetensors"
 # Written by scripts/train_motion_tiny.py --install.
-WEIGHTS_SHA256 = "3d578b3f8e5b58c35469f75b20311e3ecee6fea9ba79de3c7611c4afe4264df1"
-WEIGHTS_SIZE = 2651192
+WEIGHTS_SHA256 = "583386c95b9bd0a6738e1209315aaf3610e191a3969d4d4b9bc4d58bd711e3a1"
+WEIGHTS_SIZE = 2654296
 
 INPUT = InputConfig(
     num_frames=8,

@@ -10,7 +10,8 @@ flow networks do (FlowNet's correlation layer):
    cells, the cosine similarity of the features at x in frame t and at x + d in frame t+1, a
    (2 radius + 1)^2-channel map per pair that says where each patch went, whatever it looks like;
    a 1x1x1 projection of the appearance features (`context` channels) goes alongside, so the
-   network can tell an object from the background;
+   network can tell an object from the background; a BatchNorm puts the two on one scale (the
+   similarities of non-negative features all lie in [0, 1], with a large common part);
 3. motion: four 3x3x3 convolutions over (pairs, height, width), strided to 1/32 of the input side
    and 1/4 of the pairs, learn the patterns of displacement that make a slide, a zoom (outward or
    inward) or a turn;
@@ -18,6 +19,8 @@ flow networks do (FlowNet's correlation layer):
    crops) and a linear classifier.
 
 Every convolution is followed by BatchNorm and ReLU (folded for inference like the other families).
+Without the BatchNorm in front of the motion convolutions, training from scratch sat at chance for
+two to five epochs before it started; with it, it starts within the first.
 The correlation's multiply-adds ((2 radius + 1)^2 x channels per cell and pair) are not counted by
 the FLOP counter, which counts convolutions and matrix products; at the defaults they are about
 2.1 M per 8x64x64 clip, under 3% of the total.
@@ -114,7 +117,7 @@ class MotionNet(VideoClassifier):
         crop_size: int = 64,
         appearance: tuple[int, int] = (16, 24),
         radius: int = 3,
-        context: int = 16,
+        context: int = 8,
         widths: tuple[int, int, int, int] = (48, 64, 96, 128),
         dropout: float = 0.0,
         num_classes: int = 8,
@@ -128,6 +131,7 @@ class MotionNet(VideoClassifier):
         self.correlation = Correlation(radius)
         self.context = nn.Conv3d(a2, context, 1) if context > 0 else None
         displacements = (2 * radius + 1) ** 2
+        self.motion_norm = nn.BatchNorm3d(displacements + context)
         self.motion = nn.Sequential(
             ConvUnit(displacements + context, w1, (3, 3, 3), (1, 2, 2)),
             ConvUnit(w1, w2, (3, 3, 3), (2, 1, 1)),
@@ -146,4 +150,5 @@ class MotionNet(VideoClassifier):
         motion = self.correlation(features)  # (B, (2r+1)^2, T-1, H/4, W/4)
         if self.context is not None:
             motion = torch.cat([motion, self.context(features[:, :, :-1])], dim=1)
+        motion = self.motion_norm(motion)
         return positions_from_map(self.motion(motion), self.head_window)  # (B, P, w4)
