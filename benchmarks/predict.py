@@ -14,6 +14,10 @@ prints, per model:
   logit error.
 
     python benchmarks/predict.py [--video PATH] [--peers VENV] [--repeat 2] [--json OUT.json]
+
+Run under ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` to measure, on an AVX-512 CPU, what
+an AVX2-only CPU's instruction set gives (both pipelines under the same cap; precision auto then
+takes fp32, as it does on a CPU without native bf16).
 """
 
 from __future__ import annotations
@@ -57,7 +61,11 @@ def cpu_description() -> str:
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model} ({', '.join(shown) or 'no avx2'}), {os.cpu_count()} cores"
+    described = f"{model} ({', '.join(shown) or 'no avx2'}), {os.cpu_count()} cores"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if cap:  # an AVX2-only CPU's instruction set, on this one: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+        described += f", oneDNN capped at {cap}, ATen at {os.environ.get('ATEN_CPU_CAPABILITY', 'default')}"
+    return described
 
 
 def make_video(path: Path) -> Path:
@@ -82,18 +90,37 @@ def conv_gflops(dtype: torch.dtype, seconds: float = 2.0) -> float:
     return count * x[:, 0].numel() * conv.weight.numel() / (time.perf_counter() - t0) / 1e9
 
 
+# Runs one command from a small, fresh process and reports its wall time and peak RSS. Linux
+# carries a process's peak RSS across fork and exec (the child starts with the parent's pages
+# counted), so a child forked straight from this benchmark, which has grown to gigabytes by the
+# later cases, would report the benchmark's own peak instead of its own.
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+report, cmd = sys.argv[1], sys.argv[2:]
+t0 = time.perf_counter()
+proc = subprocess.Popen(cmd)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - t0
+with open(report, "w") as f:
+    json.dump({"wall": wall, "rss_mb": usage.ru_maxrss / 1024, "rc": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak RSS in MB, stdout) of one process, timed from outside."""
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.NamedTemporaryFile("r", suffix=".json") as report,
+    ):
+        subprocess.run(
+            [sys.executable, "-c", LAUNCHER, report.name, *cmd], stdout=out, stderr=err, env=env, check=False
+        )
+        measured = json.loads(Path(report.name).read_text() or "{}")
         out.seek(0), err.seek(0)
-        if proc.returncode != 0:
+        if measured.get("rc") != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.read()[-2000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+        return measured["wall"], measured["rss_mb"], out.read()
 
 
 def best(cmd: list[str], repeat: int, env: dict | None = None) -> tuple[float, float, str]:

@@ -13,8 +13,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("move_left", "zoom_in", "rotate_cw", "move_down")
 SECONDS, FPS, SIZE = 4.0, 15, 112
@@ -28,17 +26,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    import inspect
-
     import videozoo
-    from videozoo.data.synth import render_video, write_video
+    from videozoo.data.synth import render_sequence, write_video
 
-    n = int(round(SECONDS * FPS))
-    # The wide variety (where the synth has it) is what motion_tiny was trained on.
-    wide = {"variety": "wide"} if "variety" in inspect.signature(render_video).parameters else {}
-    frames = np.concatenate(
-        [render_video(c, args.seed + i, size=(SIZE, SIZE), num_frames=n, **wide).frames for i, c in enumerate(CLASSES)]
-    )
+    frames, _ = render_sequence(CLASSES, seconds=SECONDS, fps=FPS, size=(SIZE, SIZE), seed=args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "four_motions.mp4", frames, fps=FPS)
         result = videozoo.timeline(

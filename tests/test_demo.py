@@ -45,6 +45,13 @@ def test_quick_demo_writes_the_report(tmp_path, offline, capsys):
         "finetune/training.png",
         "eval_multi-view/confusion_matrix.png",
         "eval_finetune/confusion_matrix.png",
+        "timeline/timeline.png",
     ):
         assert f"]({picture})" in report and (out / picture).is_file(), picture
-    assert set(summary["timings"]) >= {"predict", "fine-tune", "evaluate fine-tuned model"}
+    assert set(summary["timings"]) >= {"predict", "fine-tune", "evaluate fine-tuned model", "timeline"}
+    story = summary["timeline"]
+    assert [t["label"] for t in story["true"]] == ["move_left", "zoom_in"]
+    assert story["segments"] and story["segments"][-1]["end"] == pytest.approx(6.0, abs=0.1)
+    for name in ("timeline.json", "timeline.csv", "overlay.mp4"):
+        assert (out / "timeline" / name).is_file(), name
+    assert "## Timeline of a longer video" in report

@@ -102,6 +102,24 @@ def test_auto_precision_takes_bf16_only_where_native(monkeypatch, native, expect
     assert resolve_precision("auto", "cpu").name == expected
 
 
+@pytest.mark.parametrize("cap, native", [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", None)])
+def test_an_isa_cap_below_bf16_means_bf16_is_not_native(monkeypatch, cap, native):
+    # ONEDNN_MAX_CPU_ISA keeps oneDNN's kernels below some instruction set; under AVX512_CORE_BF16
+    # the bf16 instructions go unused even where the CPU has them.
+    precision_mod.cpu_has_bf16.cache_clear()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    try:
+        has = precision_mod.cpu_has_bf16()
+        if native is None:  # no cap below bf16: the CPU's own flags decide
+            assert has == (
+                " avx512_bf16" in open("/proc/cpuinfo").read() or " amx_bf16" in open("/proc/cpuinfo").read()
+            )
+        else:
+            assert has is native
+    finally:
+        precision_mod.cpu_has_bf16.cache_clear()
+
+
 def test_explicit_bf16_on_emulating_cpu_warns_once_with_the_measured_slowdown(monkeypatch):
     monkeypatch.setattr(precision_mod, "cpu_has_bf16", lambda: False)
     monkeypatch.setattr(precision_mod, "_warned", False)
@@ -176,6 +194,24 @@ def test_automatic_batch_size_follows_the_memory_budget(model, monkeypatch):
     monkeypatch.setenv("VIDEOZOO_BATCH_MEMORY_MB", "1")
     small = Engine(model, views="10x3", precision="fp32").batch_size
     assert small == 1 and big > small
+
+
+@pytest.mark.parametrize(
+    "per_view_mb, device, expected",
+    [
+        (32, "cpu", 2),  # slow_r50: a pass's largest activation stays under 80 MB
+        (40, "cpu", 2),  # slowfast_r50
+        (128, "cpu", 1),  # csn_r101: always at least one view
+        (6.8, "cpu", 8),  # x3d_xs: at most 8 on a CPU (16 is slower per view)
+        (0.5, "cpu", 8),  # motion_tiny
+        (0.5, "meta", 16),  # elsewhere only the memory budget and the overall limit count
+        (32, "meta", 4),
+    ],
+)
+def test_automatic_batch_size_on_a_cpu_keeps_passes_cache_sized(per_view_mb, device, expected):
+    from videozoo.engine.batching import choose_batch_size
+
+    assert choose_batch_size(int(per_view_mb * 2**20), 512 * 2**20, device=device) == expected
 
 
 def test_view_bytes_estimate_matches_slow_r50_res2():

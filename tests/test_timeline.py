@@ -482,17 +482,11 @@ def test_stream_that_stops_mid_way_ends_the_timeline(tmp_path, ts_video, capsys)
 
 
 def four_motions(path, classes, seconds=4.0, fps=15, size=112, seed=0):
-    """The scenes of ``classes`` back to back, each ``seconds`` long (the wide variety where the
-    synth has it: the scenes motion_tiny was trained on)."""
-    import inspect
+    """The scenes of ``classes`` back to back, each ``seconds`` long (the wide variety, which
+    motion_tiny was trained on)."""
+    from videozoo.data.synth import render_sequence, write_video
 
-    from videozoo.data.synth import render_video, write_video
-
-    n = int(round(seconds * fps))
-    wide = {"variety": "wide"} if "variety" in inspect.signature(render_video).parameters else {}
-    frames = np.concatenate(
-        [render_video(c, seed + i, size=(size, size), num_frames=n, **wide).frames for i, c in enumerate(classes)]
-    )
+    frames, _ = render_sequence(classes, seconds=seconds, fps=fps, size=(size, size), seed=seed)
     return write_video(path, frames, fps=fps)
 
 

@@ -6,8 +6,10 @@
    clip x 1 crop) and in a multi-view mode (3 clips x 3 crops), with `videozoo.jobs.evaluate`;
 3. fine-tune: from motion_tiny's weights, a new head for a task it was not trained on (the four
    diagonal slides), with `videozoo.train`, then evaluate it on its own held-out videos;
-4. report: `report.md` with the tables, the pictures (clips, training curve, confusion matrices)
-   and `summary.json` with the figures (`finetune_accuracy` among them).
+4. timeline: a video of four motions back to back through `videozoo.timeline`: windows, segments
+   and their boundaries against the true ones, the plot and an overlay video;
+5. report: `report.md` with the tables, the pictures (clips, training curve, confusion matrices,
+   timeline) and `summary.json` with the figures (`finetune_accuracy` among them).
 """
 
 from __future__ import annotations
@@ -21,9 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from videozoo.data.synth import DEFAULT_CLASSES, DIAGONAL_CLASSES, make_dataset, render_video, video_rng, write_video
+from videozoo.data.synth import (
+    DEFAULT_CLASSES,
+    DIAGONAL_CLASSES,
+    make_dataset,
+    render_sequence,
+    render_video,
+    video_rng,
+    write_video,
+)
 from videozoo.engine import Engine
 from videozoo.jobs.evaluate import EvalConfig, evaluate
+from videozoo.jobs.timeline import TimelineResult, timeline
 from videozoo.models.registry import get_spec
 from videozoo.train import train
 from videozoo.train.config import TrainConfig
@@ -50,6 +61,8 @@ class DemoRecipe:
     finetune_lr: float = 0.001
     batch_size: int = 16
     workers: int = 2
+    timeline_classes: tuple[str, ...] = ("move_left", "zoom_in", "rotate_cw", "move_down")
+    timeline_seconds: float = 4.0  # per motion
 
 
 QUICK = DemoRecipe(
@@ -59,6 +72,8 @@ QUICK = DemoRecipe(
     finetune_val_fraction=0.5,
     finetune_epochs=1,
     workers=0,
+    timeline_classes=("move_left", "zoom_in"),
+    timeline_seconds=3.0,
 )
 
 
@@ -147,8 +162,7 @@ def run_demo(out: str | Path = "demo-output", *, quick: bool = False, recipe: De
             )
         ),
     )
-    # The timeline of a multi-segment video (one label per stretch of time, `videozoo.timeline`)
-    # becomes a step here, between the fine-tuning and the report.
+    story = steps.run("timeline", lambda: timeline_of_motions(recipe, out / "timeline"))
 
     summary = {
         "model": MODEL,
@@ -162,6 +176,7 @@ def run_demo(out: str | Path = "demo-output", *, quick: bool = False, recipe: De
         "finetune_accuracy": finetuned["video_top1"],
         "finetune_mean_class_accuracy": finetuned["mean_class_accuracy"],
         "finetune_history": result.history,
+        "timeline": story,
     }
     report = _report(recipe, heldout, finetune_data, summary, out)
     (out / "report.md").write_text(report)
@@ -189,6 +204,35 @@ def predict_clips(recipe: DemoRecipe, folder: Path) -> list[dict]:
         strips.append(video.frames[:: max(1, recipe.frames // 6)][:6])
     _save_strips(strips, [r["label"] for r in results], folder / "clips.png")
     return results
+
+
+def timeline_of_motions(recipe: DemoRecipe, folder: Path) -> dict:
+    """The timeline of ``recipe.timeline_classes`` played back to back: segments against the truth."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frames, true_starts = render_sequence(
+        recipe.timeline_classes, seconds=recipe.timeline_seconds, fps=recipe.fps, seed=recipe.seed + 2
+    )
+    video = write_video(folder / "motions.mp4", frames, fps=recipe.fps)
+    result: TimelineResult = timeline(video, model=MODEL, weights="default", out=folder, overlay=True)
+    found = [s.start for s in result.segments]
+    # Each true boundary against the nearest one found (the first start is 0 on both sides).
+    errors = [min(abs(t - f) for f in found) for t in true_starts[1:]] if found else []
+    story = {
+        "video": str(video),
+        "seconds": round(result.duration, 2),
+        "windows": len(result.windows),
+        "window": round(result.window, 3),
+        "stride": round(result.stride, 3),
+        "true": [{"label": c, "start": round(t, 2)} for c, t in zip(recipe.timeline_classes, true_starts, strict=True)],
+        "segments": [{"label": s.label, "start": round(s.start, 2), "end": round(s.end, 2)} for s in result.segments],
+        "labels_match": [s.label for s in result.segments] == list(recipe.timeline_classes),
+        "max_boundary_error_s": round(max(errors), 2) if errors else None,
+        "real_time_factor": round(result.duration / result.seconds, 1) if result.seconds else None,
+    }
+    print(f"{video}: {len(result.windows)} windows")
+    for s in result.segments:
+        print(f"  {s.start:6.2f} - {s.end:6.2f} s  {s.label}")
+    return story
 
 
 def finetune_config(recipe: DemoRecipe, data, out: Path) -> TrainConfig:
@@ -251,6 +295,7 @@ def _report(recipe: DemoRecipe, heldout, finetune_data, summary: dict, out: Path
     inp = spec.input
     c, v = summary["heldout_clip_mode"], summary["heldout_multi_view"]
     last = summary["finetune_history"][-1] if summary["finetune_history"] else {}
+    t = summary["timeline"]
     lines = [
         "# videozoo demo",
         "",
@@ -298,6 +343,25 @@ def _report(recipe: DemoRecipe, heldout, finetune_data, summary: dict, out: Path
         "",
         "![confusion matrix, fine-tuned](eval_finetune/confusion_matrix.png)",
         "",
+        "## Timeline of a longer video",
+        "",
+        f"{len(recipe.timeline_classes)} motions of {recipe.timeline_seconds:g} s each, back to back "
+        f"({t['seconds']:g} s, {t['windows']} windows of {t['window']:g} s every {t['stride']:g} s), "
+        "through `videozoo.timeline`.",
+        "",
+        "true: " + ", ".join(f"{x['label']} from {x['start']:g} s" for x in t["true"]),
+        "",
+        "| segment found | start (s) | end (s) |",
+        "|---|---|---|",
+        *[f"| {seg['label']} | {seg['start']:.2f} | {seg['end']:.2f} |" for seg in t["segments"]],
+        "",
+        f"- labels in order: **{'yes' if t['labels_match'] else 'no'}**; largest boundary error "
+        f"{t['max_boundary_error_s'] if t['max_boundary_error_s'] is not None else '-'} s; "
+        f"{t['real_time_factor']}x real time",
+        "- files: `timeline/timeline.json`, `timeline/timeline.csv`, `timeline/overlay.mp4`",
+        "",
+        "![timeline](timeline/timeline.png)",
+        "",
         "## Time",
         "",
         "| step | seconds |",
@@ -309,4 +373,4 @@ def _report(recipe: DemoRecipe, heldout, finetune_data, summary: dict, out: Path
     return "\n".join(lines)
 
 
-__all__ = ["DemoRecipe", "QUICK", "finetune_config", "predict_clips", "run_demo"]
+__all__ = ["DemoRecipe", "QUICK", "finetune_config", "predict_clips", "run_demo", "timeline_of_motions"]

@@ -128,7 +128,9 @@ class Engine:
             self.runner = TorchRunner(model, self.device, self.precision)
             # Counted in float32 even under bf16: autocast keeps float32 copies of some tensors alive.
             self.view_bytes = largest_activation_bytes(model, example)
-        self.batch_size = batch_size or choose_batch_size(self.view_bytes, memory_budget(self.device))
+        self.batch_size = batch_size or choose_batch_size(
+            self.view_bytes, memory_budget(self.device), device=self.device
+        )
 
     @property
     def backend(self) -> str:

@@ -1,7 +1,8 @@
 """Which arithmetic precision a forward pass runs in, chosen for the hardware at hand.
 
 ``auto`` (the default) picks bf16 only where the hardware computes it natively (a CPU with
-AVX512_BF16 or AMX, a CUDA GPU that supports it) and fp32 otherwise. On a CPU without native bf16,
+AVX512_BF16 or AMX, a CUDA GPU that supports it) and fp32 otherwise, also where
+``ONEDNN_MAX_CPU_ISA`` keeps oneDNN below the bf16 instructions. On a CPU without native bf16,
 PyTorch emulates bf16 convolutions, which runs them tens of times slower than fp32: an explicit
 ``bf16`` there warns once, with the slowdown measured on this machine. ``fp16`` is for CUDA only.
 fp32 computes exactly what the reference implementations compute.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,9 +26,17 @@ class EmulatedPrecisionWarning(UserWarning):
     """The chosen precision is emulated by this hardware, so it is slower than fp32."""
 
 
+# oneDNN's instruction-set levels below which bf16 arithmetic is emulated (ONEDNN_MAX_CPU_ISA caps
+# what oneDNN uses; with a cap under AVX512_CORE_BF16 the CPU's bf16 units go unused).
+_EMULATING_ISA_CAPS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 @functools.cache
 def cpu_has_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX) and oneDNN may use it."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if cap in _EMULATING_ISA_CAPS:
+        return False
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()

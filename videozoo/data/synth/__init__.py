@@ -25,7 +25,7 @@ the same scenes at any resolution. The files are H.264 MP4s; next to them go ``t
 ``val.txt`` (``relative/path.mp4 class_name`` lines), ``classes.txt`` and ``synth.json``.
 """
 
-from videozoo.data.synth.dataset import VARIETIES, DatasetInfo, make_dataset, render_video, write_video
+from videozoo.data.synth.dataset import VARIETIES, DatasetInfo, make_dataset, render_sequence, render_video, write_video
 from videozoo.data.synth.scene import DEFAULT_CLASSES, DIAGONAL_CLASSES, MOTIONS, OPPOSITE, SynthVideo, video_rng
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "DatasetInfo",
     "SynthVideo",
     "make_dataset",
+    "render_sequence",
     "render_video",
     "video_rng",
     "write_video",

@@ -65,6 +65,27 @@ def render_video(
     )
 
 
+def render_sequence(
+    classes: Sequence[str],
+    *,
+    seconds: float = 4.0,
+    fps: float = 15,
+    size: tuple[int, int] = (112, 112),
+    variety: str = "wide",
+    seed: int = 0,
+) -> tuple[np.ndarray, list[float]]:
+    """One scene of each of ``classes``, back to back, ``seconds`` each: a video to cut into segments.
+
+    Returns the (T, H, W, 3) uint8 frames and the true start time of every scene in seconds (the
+    first is 0). Scene ``i`` is rendered from seed ``seed + i``.
+    """
+    n = int(round(seconds * fps))
+    if n < 1:
+        raise ValueError(f"a scene of {seconds} s at {fps} fps has no frame")
+    scenes = [render_video(c, seed + i, size=size, num_frames=n, variety=variety).frames for i, c in enumerate(classes)]
+    return np.concatenate(scenes), [i * n / fps for i in range(len(classes))]
+
+
 def write_video(
     path: str | os.PathLike,
     frames: np.ndarray,
