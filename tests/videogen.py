@@ -105,6 +105,7 @@ def make_video(
     audio: bool = False,
     quality: int | None = None,
     seed: int = 0,
+    frames: np.ndarray | None = None,
 ) -> Path:
     """Encode a synthetic video and return its path.
 
@@ -119,10 +120,14 @@ def make_video(
         variable frame rate; the stream time base is then 1/90000 s.
     audio: also write a short mp2/aac/opus audio track.
     quality: encoder quality knob (``crf`` for x264/vp9, ``qscale`` else).
+    frames: (T, H, W, 3) uint8 RGB images to encode instead of the synthetic
+        pattern (``num_frames``, ``width`` and ``height`` are then taken from it).
     """
     path = Path(path)
     enc = _CODEC_ALIASES.get(codec, codec)
     rate = Fraction(fps) if not isinstance(fps, float) else Fraction(fps).limit_denominator(1001)
+    if frames is not None:
+        num_frames, height, width = frames.shape[:3]
     if timestamps is not None:
         num_frames = len(timestamps)
     if pix_fmt is None:
@@ -163,7 +168,12 @@ def make_video(
             astream = _add_audio(out, path)
 
         for i in range(num_frames):
-            img = counter_frame(i, width, height) if pattern == "counter" else noise_frame(i, width, height, seed)
+            if frames is not None:
+                img = np.ascontiguousarray(frames[i])
+            elif pattern == "counter":
+                img = counter_frame(i, width, height)
+            else:
+                img = noise_frame(i, width, height, seed)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = int(round(timestamps[i] * 90000)) if timestamps is not None else i
             frame.time_base = tb

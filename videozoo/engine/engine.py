@@ -237,6 +237,8 @@ class Engine:
         info: dict[str, Any] = {"short_video": loaded.short}
         if loaded.lost_frames:
             info["lost_frames"] = loaded.lost_frames
+        if loaded.notes:
+            info["notes"] = list(loaded.notes)
         return Prediction(
             video=loaded.path,
             scores=view_scores.mean(0),

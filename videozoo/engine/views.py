@@ -3,20 +3,33 @@
 The windows of all clips are decoded in one forward pass over the video; of each window only the
 frames the model keeps (``ClipTransform.select_frames``) are converted to RGB; each kept frame is
 scaled to the short side once and the crops of its clip are cut from it.
+
+Clips are taken from the frames that are there. Two kinds of file get their clips placed on a
+*frame clock* (frame i at i / frame rate, as if the file had no pause) instead of on its
+timestamps: a file cut short (its stream ends before the declared duration), whose last clips would
+otherwise be squeezed into its final frames or find none; and a file whose timestamps pause for a
+quarter of a clip or more (a paused and resumed recording, a screen recorder that writes no frame
+while nothing changes), whose clips would otherwise hold a few frames on each side of the pause,
+or none. Short drops of a frame or two keep the timestamps, as the reference pipelines do. Either
+change is said in a ``DamagedVideoWarning`` and in the prediction's ``notes``; a video with no
+frame at all stays an error.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import statistics
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 from videozoo.data.sampling import ClipWindow
 from videozoo.data.transforms import ClipTransform
-from videozoo.io import VideoDecodeError, open_video
+from videozoo.io import Clip, DamagedVideoWarning, EmptyWindowError, LostFrame, Video, VideoDecodeError, open_video
 
 Views = Tensor | list[Tensor]  # (V, C, T, H, W), or [slow, fast] for two-pathway models
 
@@ -30,9 +43,10 @@ class VideoViews:
     windows: list[ClipWindow]
     crops: int
     short: bool  # the video is shorter than one clip: frames repeat to fill it
-    lost_frames: int  # frames inside the windows that could not be decoded
+    lost_frames: int  # frames inside the windows that were damaged or could not be decoded
     decode_seconds: float
     video_fps: float = 0.0
+    notes: tuple[str, ...] = ()  # how clips were taken from a cut or gapped video (also warned)
 
     @property
     def num_views(self) -> int:
@@ -63,8 +77,22 @@ def load_views(
             return transform.select_frames(len(pts_sec), pts_sec, video_fps)
 
         # Only the frames each view keeps are converted to RGB, in the order the model takes them.
-        clips = video.get_clips([(w.start_sec, w.end_sec) for w in windows], select=select)
-    lost_frames = sum(len(c.lost) for c in clips)
+        # The damage warnings of this first pass are held back until it is known to be the last.
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", DamagedVideoWarning)
+            try:
+                clips = video.get_clips([(w.start_sec, w.end_sec) for w in windows], select=select)
+            except EmptyWindowError:
+                clips = None
+        pause = 0.25 * transform.input.clip_seconds
+        notes: tuple[str, ...] = ()
+        cut = 0
+        if clips is None or any(x.ended or (x.gap and _lost_seconds(x) >= pause) for c in clips for x in c.lost):
+            windows, clips, notes, cut, video_fps = _clips_on_frame_clock(video, transform, pause)
+        else:
+            for w in said:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    lost_frames = cut + sum(x.count for c in clips for x in c.lost)
     views = _transform_into_one(clips, transform, video_fps)
     return VideoViews(
         path=str(path),
@@ -75,7 +103,61 @@ def load_views(
         lost_frames=lost_frames,
         decode_seconds=time.perf_counter() - t0,
         video_fps=float(video_fps or 0.0),
+        notes=notes,
     )
+
+
+def _lost_seconds(lost: LostFrame) -> float:
+    return lost.span[1] - lost.span[0]
+
+
+def _clips_on_frame_clock(
+    video: Video, transform: ClipTransform, pause: float
+) -> tuple[list[ClipWindow], list[Clip], tuple[str, ...], int, float]:
+    """The clips of ``transform``'s views placed over the frames that decode, on a frame clock.
+
+    Returns the windows in stream time, their clips, one note per change, how many frames a cut
+    end lost, and the frame clock's rate.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedVideoWarning)  # the pass over the windows reports the damage
+        times = [f.pts_sec for f in video.frames()]  # one pass, no frame converted to RGB
+    steps = [b - a for a, b in zip(times, times[1:], strict=False) if b > a]
+    interval = statistics.median(steps) if steps else 1.0 / (video.fps or transform.input.fps)
+    n = len(times)
+    rate = 1.0 / interval
+    end = times[-1] + interval
+    notes, cut = [], 0
+    if video.duration is not None and end < video.duration - 1.5 * interval:
+        cut = round((video.duration - end) / interval)
+        notes.append(
+            f"the stream ends at {end:.3f} s, before its declared duration {video.duration:.3f} s "
+            "(file truncated?): its clips were placed over what decodes"
+        )
+    pauses = [(a, b) for a, b in zip(times, times[1:], strict=False) if b - a - interval >= pause]
+    if pauses:
+        a, b = max(pauses, key=lambda p: p[1] - p[0])
+        notes.append(
+            f"its timestamps pause {len(pauses)} time(s) (longest {b - a - interval:.3f} s, after {a:.3f} s): "
+            f"its clips were placed over its {n} frames at {rate:.3f} fps, as if it had no pause"
+        )
+    # Frame i is at i * interval on the clock; a window on the clock takes the frames inside it.
+    placed = []
+    for w in transform.windows(n * interval, video_fps=rate, video_frames=n):
+        i0 = min(n - 1, math.ceil(w.start_sec / interval - 1e-6))
+        i1 = min(n, max(i0 + 1, math.ceil(w.end_sec / interval - 1e-6)))
+        stop = (times[i1 - 1] + times[i1]) / 2 if i1 < n else times[-1] + interval / 2
+        placed.append(replace(w, start_sec=times[i0], end_sec=stop))
+    on_clock = {t: i * interval for i, t in enumerate(times)}
+
+    def select(_: int, pts_sec: Tensor) -> Tensor:
+        clock = torch.tensor([on_clock.get(float(t), float(t)) for t in pts_sec], dtype=torch.float64)
+        return transform.select_frames(len(pts_sec), clock, rate)
+
+    clips = video.get_clips([(w.start_sec, w.end_sec) for w in placed], select=select)
+    for note in notes:
+        warnings.warn(f"{video.path}: {note}", DamagedVideoWarning, stacklevel=3)
+    return placed, clips, tuple(notes), cut, rate
 
 
 def _transform_into_one(clips: list, transform: ClipTransform, video_fps: float) -> Views:

@@ -11,7 +11,7 @@
 
 from .base import Video
 from .clip import Clip, DecodeStats, Frame, LostFrame
-from .errors import DamagedVideoWarning, VideoDecodeError
+from .errors import DamagedVideoWarning, EmptyWindowError, VideoDecodeError
 from .frames import FrameFolderVideo
 from .open import open_video
 from .pyav import PyAVVideo
@@ -22,6 +22,7 @@ __all__ = [
     "Clip",
     "DamagedVideoWarning",
     "DecodeStats",
+    "EmptyWindowError",
     "Frame",
     "FrameFolderVideo",
     "LostFrame",

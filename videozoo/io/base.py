@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .clip import Clip, DecodeStats, Frame, LostFrame
-from .errors import DamagedVideoWarning, VideoDecodeError
+from .errors import DamagedVideoWarning, EmptyWindowError, VideoDecodeError
 
 # Windows whose starts are further than this past the end of the previous
 # window are decoded after a fresh seek instead of decoding the gap.
@@ -265,6 +265,7 @@ class Video:
             count=max(1, int(round((until - since) * self._nominal_fps()))),
             reason=f"stream ended at {max(last_t, 0.0):.3f} s before the declared duration "
             f"{self.duration:.3f} s (file truncated?)",
+            ended=True,
             span=(since, math.inf),
         )
 
@@ -387,7 +388,7 @@ class Video:
         lost_here = [x for x in lost if x.span[0] < w.end and x.span[1] > w.start]
         if not sel:
             why = f"; {lost_here[0].reason}" if lost_here else ""
-            raise VideoDecodeError(self.path, f"no frame decoded in window [{w.start}, {w.end}){why}")
+            raise EmptyWindowError(self.path, f"no frame decoded in window [{w.start}, {w.end}){why}")
         window_pts = torch.tensor([x.t for x in sel], dtype=torch.float64)
         if select is None:
             positions = list(range(len(sel)))

@@ -20,12 +20,18 @@ class LostFrame:
     reason: what happened.
     kept: True when the decoder still produced the frame (error-concealed
         picture) and it is included in the clip; False when it is absent.
+    ended: True for the entry that reports a stream ending before its
+        declared duration (a cut file): nothing decodes after ``span[0]``.
+    gap: True for a jump in otherwise clean timestamps (frames dropped, or a
+        recording paused), as opposed to frames that failed to decode.
     """
 
     pts_sec: float | None
     count: int
     reason: str
     kept: bool = False
+    ended: bool = False
+    gap: bool = False
     # Span [start, end) of stream time the entry covers, for matching it to
     # windows; for unknown positions it covers everything after the last
     # good frame.

@@ -19,6 +19,13 @@ class VideoDecodeError(RuntimeError):
         super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
 
 
+class EmptyWindowError(VideoDecodeError):
+    """A window holds no decodable frame: it lies in a gap of the timestamps or past a cut end.
+
+    The video itself can be read; a caller may place its windows over the frames that are there.
+    """
+
+
 class DamagedVideoWarning(UserWarning):
     """Some frames of a video were damaged or missing but decoding went on."""
 

@@ -292,6 +292,7 @@ class PyAVVideo(Video):
                                 prev_t + typical,
                                 n,
                                 f"{n} frame(s) missing between {prev_t:.3f} s and {t:.3f} s",
+                                gap=True,
                                 span=(prev_t + typical / 2, t),
                             )
                         else:
