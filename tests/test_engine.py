@@ -234,3 +234,51 @@ def test_features_and_scores_come_from_the_same_views(video, model):
     torch.testing.assert_close(from_features, logits, rtol=1e-4, atol=1e-5)
     scores = engine.predict_views(loaded)
     assert scores.view_scores.shape == (6, 400) and scores.views == "2x3" and scores.precision == "fp32"
+
+
+def _randomised(model: torch.nn.Module) -> torch.nn.Module:
+    """Weights and BatchNorm statistics drawn at random, so every activation is non-zero."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for mod in model.modules():
+            for name, p in mod.named_parameters(recurse=False):
+                if p.dim() > 1:
+                    p.copy_(torch.randn(p.shape, generator=gen) * (2.0 / p[0].numel()) ** 0.5)
+                elif name == "weight":
+                    p.copy_(torch.rand(p.shape, generator=gen) * 0.5 + 0.5)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=gen) * 0.1)
+                mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=gen) + 0.5)
+    return model.eval()
+
+
+# Families whose ReLUs follow convolutions directly, after in-place residual sums, and after
+# depthwise convolutions; small clips (the fusion does not depend on the size).
+FUSED = [
+    ("slow_r50", (1, 3, 4, 64, 64), 20),
+    ("slowfast_r50", [(1, 3, 2, 64, 64), (1, 3, 8, 64, 64)], 60),
+    ("r2plus1d_18", (1, 3, 4, 64, 64), 20),
+    ("x3d_xs", (1, 3, 4, 64, 64), 40),
+    ("csn_r101", (1, 3, 4, 64, 64), 60),
+]
+
+
+@pytest.mark.parametrize("name,shape,at_least", FUSED, ids=[f[0] for f in FUSED])
+def test_relu_fused_into_convolutions_computes_the_same(name, shape, at_least):
+    from videozoo.engine.optimize import ConvReLU, optimize_for_inference, to_channels_last
+
+    model = _randomised(videozoo.create_model(name))
+    gen = torch.Generator().manual_seed(1)
+    x = [torch.randn(s, generator=gen) for s in shape] if isinstance(shape, list) else torch.randn(shape, generator=gen)
+    plain = optimize_for_inference(model, x)
+    fused = optimize_for_inference(model, x, fuse_relu=True)
+    assert sum(isinstance(m, ConvReLU) for m in fused.modules()) >= at_least
+    with torch.inference_mode():
+        want, got = plain(to_channels_last(x)), fused(to_channels_last(x))
+        assert want.abs().max() > 1  # a model computing zeros would prove nothing
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            want, got = plain(to_channels_last(x)).float(), fused(to_channels_last(x)).float()
+        torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2 * float(want.abs().max()))

@@ -123,7 +123,8 @@ class Engine:
             # One view at the eval crop; the passes below read shapes only (an empty batch).
             example = view_input(get_spec(self.model_name).replace(input=self.input), device=self.device)
             if optimize:
-                model = optimize_for_inference(model, example, inplace=inplace)
+                cpu = self.device.type == "cpu"
+                model = optimize_for_inference(model, example, fuse_relu=cpu, inplace=inplace)
             self.model = model
             self.runner = TorchRunner(model, self.device, self.precision)
             # Counted in float32 even under bf16: autocast keeps float32 copies of some tensors alive.
