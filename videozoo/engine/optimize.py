@@ -212,7 +212,7 @@ class ConvReLU(nn.Module):
         return self._op(x.to(dtype), w, b, list(c.padding), list(c.stride), list(c.dilation), c.groups, "relu", [], "")
 
 
-def _conv_relu_pairs(model: nn.Module, example) -> list[tuple[nn.Conv3d, nn.ReLU]]:
+def _conv_relu_pairs(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module]]:
     """(conv, in-place ReLU) pairs where every call of the ReLU takes a convolution's output as is
     (through folded, now Identity, BatchNorms) and every output of that convolution goes to it."""
     # Output tensor id -> (its convolution, its version when made): an in-place operation between
@@ -273,7 +273,7 @@ def fuse_conv_relu(model: nn.Module, example) -> int:
     for relu in list(relus):
         if any(r is relu and c not in convs for c, r in pairs):
             relus.discard(relu)
-    replaced: dict[nn.Module, nn.Module] = {c: ConvReLU(c, op) for c in convs}
+    replaced: dict[nn.Module, nn.Module] = {c: ConvReLU(cast(nn.Conv3d, c), op) for c in convs}
     replaced.update({r: nn.Identity() for r in relus})
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
