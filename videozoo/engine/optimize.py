@@ -167,6 +167,7 @@ def fold_batchnorm(model: nn.Module, example) -> int:
     return len(replaced)
 
 
+@functools.cache
 def _pointwise_conv():
     """oneDNN's convolution with a fused element-wise op, where this torch build has it."""
     if not torch.backends.mkldnn.is_available():
@@ -194,9 +195,9 @@ class ConvReLU(nn.Module):
     parameters, and the state dict's names.
     """
 
-    def __init__(self, conv: nn.Conv3d, op):
+    def __init__(self, conv: nn.Conv3d):
         super().__init__()
-        self.conv, self._op = conv, op
+        self.conv = conv
         self._cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,7 +210,9 @@ class ConvReLU(nn.Module):
                 bias = None if c.bias is None else c.bias.detach().to(dtype)
                 self._cast[dtype] = (c.weight.detach().to(dtype), bias)
             w, b = self._cast[dtype]
-        return self._op(x.to(dtype), w, b, list(c.padding), list(c.stride), list(c.dilation), c.groups, "relu", [], "")
+        return _pointwise_conv()(
+            x.to(dtype), w, b, list(c.padding), list(c.stride), list(c.dilation), c.groups, "relu", [], ""
+        )
 
 
 def _conv_relu_pairs(model: nn.Module, example) -> list[tuple[nn.Module, nn.Module]]:
@@ -273,7 +276,7 @@ def fuse_conv_relu(model: nn.Module, example) -> int:
     for relu in list(relus):
         if any(r is relu and c not in convs for c, r in pairs):
             relus.discard(relu)
-    replaced: dict[nn.Module, nn.Module] = {c: ConvReLU(cast(nn.Conv3d, c), op) for c in convs}
+    replaced: dict[nn.Module, nn.Module] = {c: ConvReLU(cast(nn.Conv3d, c)) for c in convs}
     replaced.update({r: nn.Identity() for r in relus})
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
