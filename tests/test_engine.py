@@ -188,6 +188,31 @@ def test_micro_batches_give_the_same_scores_as_one_batch(video, model, monkeypat
         torch.testing.assert_close(part.forward(loaded.views), ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name,views", [("x3d_xs", "4x3"), ("slowfast_r50", "2x3"), ("slow_r50", "3x1")])
+def test_clip_views_transformed_on_demand_equal_the_whole(video, name, views):
+    """Micro-batches cut across clips in every way take exactly the views made in one piece."""
+    from videozoo.engine.views import ClipViews, load_views, take_views
+
+    transform = videozoo.transform_for(name, views=views)
+    whole = load_views(video, transform).views
+    lazy = load_views(video, transform, lazy=True).views
+    assert isinstance(lazy, ClipViews) and len(lazy) == len(whole[0] if isinstance(whole, list) else whole)
+    n = len(lazy)
+    for step in (1, 2, 4, 5, n):
+        for start in range(0, n, step):
+            got, want = take_views(lazy, start, start + step), take_views(whole, start, start + step)
+            got, want = (x if isinstance(x, list) else [x] for x in (got, want))
+            assert len(got) == len(want) and all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_predict_holds_one_clip_of_float_views_at_a_time(video, model):
+    """Engine.predict (and map) transform clip by clip, with the scores of the views made at once."""
+    engine = Engine(model, views="4x3", precision="fp32", batch_size=2)
+    want = engine.forward(engine.load(video).views)
+    got = engine.predict(video).view_scores
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_automatic_batch_size_follows_the_memory_budget(model, monkeypatch):
     monkeypatch.setenv("VIDEOZOO_BATCH_MEMORY_MB", "4096")
     big = Engine(model, views="10x3", precision="fp32").batch_size

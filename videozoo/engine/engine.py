@@ -173,9 +173,14 @@ class Engine:
         return other
 
     # -- decode -> views --------------------------------------------------------------------
-    def load(self, path: str | os.PathLike) -> VideoViews:
-        """Decode and transform every view of one video (one decoding pass)."""
-        return load_views(path, self.transform, threads=self.threads, frame_fps=self.input.fps)
+    def load(self, path: str | os.PathLike, *, lazy: bool = False) -> VideoViews:
+        """Decode and transform every view of one video (one decoding pass).
+
+        With ``lazy`` the views stay the clips' kept frames, transformed clip by clip as the
+        forward passes reach them (:class:`~videozoo.engine.views.ClipViews`): what ``predict``
+        and ``map`` use, so a video never holds all its float views at once.
+        """
+        return load_views(path, self.transform, threads=self.threads, frame_fps=self.input.fps, lazy=lazy)
 
     # -- batched forward -> scores ----------------------------------------------------------
     @torch.inference_mode()
@@ -193,7 +198,7 @@ class Engine:
         return self._prediction(loaded, view_scores, loaded.decode_seconds + time.perf_counter() - t0)
 
     def predict(self, path: str | os.PathLike) -> Prediction:
-        return self.predict_views(self.load(path))
+        return self.predict_views(self.load(path, lazy=True))
 
     def map(
         self,
@@ -290,7 +295,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
             return (
                 self.labels[i],
                 path,
-                load_views(path, self.transform, threads=self.threads, frame_fps=self.fps),
+                load_views(path, self.transform, threads=self.threads, frame_fps=self.fps, lazy=True),
                 None,
             )
         except Exception as e:  # one bad video never stops the run

@@ -31,7 +31,46 @@ from videozoo.data.sampling import ClipWindow
 from videozoo.data.transforms import ClipTransform
 from videozoo.io import Clip, DamagedVideoWarning, EmptyWindowError, LostFrame, Video, VideoDecodeError, open_video
 
-Views = Tensor | list[Tensor]  # (V, C, T, H, W), or [slow, fast] for two-pathway models
+
+class ClipViews:
+    """The views of a video held as its clips' kept frames (uint8, full size) until a pass takes them.
+
+    A 10x3 evaluation of SlowFast holds 30 float32 views of 31 MB each (945 MB) once transformed, but
+    only 220 MB as the uint8 frames they are made from: the engine transforms each clip when a
+    micro-batch reaches it (:meth:`take`), keeping the last clip's views for the next batch.
+    The views are the ones :func:`load_views` makes in one piece (the same transform per clip).
+    """
+
+    def __init__(self, clips: list[Clip], transform: ClipTransform, video_fps: float | None):
+        self.clips, self.transform, self.video_fps = clips, transform, video_fps
+        self.crops = transform.crops
+        self._last: tuple[int, list[Tensor]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.clips) * self.crops
+
+    def _clip(self, i: int) -> list[Tensor]:
+        if self._last is None or self._last[0] != i:
+            made = self.transform(self.clips[i], video_fps=self.video_fps, presampled=True)  # (crops, C, T, h, w)
+            self._last = (i, made if isinstance(made, list) else [made])
+        return self._last[1]
+
+    def take(self, start: int, stop: int) -> Tensor | list[Tensor]:
+        """Views ``start:stop`` (clip-major: clip i holds views i * crops ... i * crops + crops - 1)."""
+        stop = min(stop, len(self))
+        parts: list[list[Tensor]] = []
+        for i in range(start // self.crops, (stop - 1) // self.crops + 1):
+            lo, hi = max(start - i * self.crops, 0), min(stop - i * self.crops, self.crops)
+            parts.append([p[lo:hi] for p in self._clip(i)])
+        out = [torch.cat([part[k] for part in parts]) if len(parts) > 1 else parts[0][k] for k in range(len(parts[0]))]
+        return out if self.transform.pack is not None else out[0]
+
+    def materialize(self) -> Tensor | list[Tensor]:
+        """Every view in one (V, C, T, H, W) tensor (per pathway for SlowFast)."""
+        return _transform_into_one(list(self.clips), self.transform, self.video_fps)
+
+
+Views = Tensor | list[Tensor] | ClipViews  # (V, C, T, H, W), [slow, fast], or clips transformed on demand
 
 
 @dataclass
@@ -59,10 +98,12 @@ def load_views(
     *,
     threads: int | None = None,
     frame_fps: float | None = None,
+    lazy: bool = False,
 ) -> VideoViews:
     """Decode the windows of ``transform``'s views in one pass over the video and transform them.
 
-    ``frame_fps`` is the frame rate of a folder of frames (the model's fps by default).
+    ``frame_fps`` is the frame rate of a folder of frames (the model's fps by default). With
+    ``lazy`` the views stay :class:`ClipViews` (the engine's passes transform them clip by clip).
     """
     t0 = time.perf_counter()
     with open_video(path, threads=threads, fps=frame_fps if frame_fps is not None else transform.input.fps) as video:
@@ -93,7 +134,7 @@ def load_views(
             for w in said:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     lost_frames = cut + sum(x.count for c in clips for x in c.lost)
-    views = _transform_into_one(clips, transform, video_fps)
+    views: Views = ClipViews(clips, transform, video_fps) if lazy else _transform_into_one(clips, transform, video_fps)
     return VideoViews(
         path=str(path),
         views=views,
@@ -184,8 +225,14 @@ def _transform_into_one(clips: list, transform: ClipTransform, video_fps: float)
     return out if two_pathways else out[0]
 
 
+def materialize_views(views: Views) -> Tensor | list[Tensor]:
+    """The views as tensors (transforming :class:`ClipViews`)."""
+    return views.materialize() if isinstance(views, ClipViews) else views
+
+
 def stack_views(per_clip: list[Views]) -> Views:
     """Concatenate the views of several clips along the batch axis (per pathway for SlowFast)."""
+    per_clip = [materialize_views(v) for v in per_clip]
     if isinstance(per_clip[0], list):
         return [torch.cat([p[i] for p in per_clip]) for i in range(len(per_clip[0]))]
     return torch.cat(per_clip)  # type: ignore[arg-type]
@@ -195,5 +242,7 @@ def count_views(views: Views) -> int:
     return len(views[0]) if isinstance(views, list) else len(views)
 
 
-def take_views(views: Views, start: int, stop: int) -> Views:
+def take_views(views: Views, start: int, stop: int) -> Tensor | list[Tensor]:
+    if isinstance(views, ClipViews):
+        return views.take(start, stop)
     return [v[start:stop] for v in views] if isinstance(views, list) else views[start:stop]
