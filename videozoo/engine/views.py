@@ -201,7 +201,7 @@ def _clips_on_frame_clock(
     return placed, clips, tuple(notes), cut, rate
 
 
-def _transform_into_one(clips: list, transform: ClipTransform, video_fps: float) -> Views:
+def _transform_into_one(clips: list, transform: ClipTransform, video_fps: float | None) -> Tensor | list[Tensor]:
     """The views of every clip in one (V, C, T, H, W) tensor (per pathway for SlowFast).
 
     Each clip's views are written into their place as soon as they are made and the clip's frames
@@ -232,10 +232,10 @@ def materialize_views(views: Views) -> Tensor | list[Tensor]:
 
 def stack_views(per_clip: list[Views]) -> Views:
     """Concatenate the views of several clips along the batch axis (per pathway for SlowFast)."""
-    per_clip = [materialize_views(v) for v in per_clip]
-    if isinstance(per_clip[0], list):
-        return [torch.cat([p[i] for p in per_clip]) for i in range(len(per_clip[0]))]
-    return torch.cat(per_clip)  # type: ignore[arg-type]
+    made = [materialize_views(v) for v in per_clip]
+    if isinstance(made[0], list):
+        return [torch.cat([p[i] for p in made]) for i in range(len(made[0]))]
+    return torch.cat(made)  # type: ignore[arg-type]
 
 
 def count_views(views: Views) -> int:
