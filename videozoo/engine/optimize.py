@@ -25,6 +25,9 @@ from typing import TypeAlias, TypeVar, cast
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from videozoo.engine.precision import cpu_has_bf16
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -210,6 +213,10 @@ class ConvReLU(nn.Module):
                 bias = None if c.bias is None else c.bias.detach().to(dtype)
                 self._cast[dtype] = (c.weight.detach().to(dtype), bias)
             w, b = self._cast[dtype]
+        if dtype != torch.float32 and not (dtype == torch.bfloat16 and cpu_has_bf16()):
+            # oneDNN's fused kernel has no bf16 emulation for CPUs without bf16 instructions
+            # (AVX2 only); the plain convolution emulates it, then the ReLU runs on its own.
+            return F.conv3d(x.to(dtype), w, b, c.stride, c.padding, c.dilation, c.groups).relu_()
         return _pointwise_conv()(
             x.to(dtype), w, b, list(c.padding), list(c.stride), list(c.dilation), c.groups, "relu", [], ""
         )
