@@ -293,6 +293,7 @@ FUSED = [
 @pytest.mark.parametrize("name,shape,at_least", FUSED, ids=[f[0] for f in FUSED])
 def test_relu_fused_into_convolutions_computes_the_same(name, shape, at_least):
     from videozoo.engine.optimize import ConvReLU, optimize_for_inference, to_channels_last
+    from videozoo.engine.precision import cpu_has_bf16
 
     model = _randomised(videozoo.create_model(name))
     gen = torch.Generator().manual_seed(1)
@@ -304,6 +305,8 @@ def test_relu_fused_into_convolutions_computes_the_same(name, shape, at_least):
         want, got = plain(to_channels_last(x)), fused(to_channels_last(x))
         assert want.abs().max() > 1  # a model computing zeros would prove nothing
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+        if not (cpu_has_bf16() or name == "x3d_xs"):
+            return  # bf16 is emulated here, tens of times slower: the smallest model shows the fallback
         with torch.autocast("cpu", dtype=torch.bfloat16):
             want, got = plain(to_channels_last(x)).float(), fused(to_channels_last(x)).float()
         torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2 * float(want.abs().max()))
