@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import measured
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,37 +91,12 @@ def conv_gflops(dtype: torch.dtype, seconds: float = 2.0) -> float:
     return count * x[:, 0].numel() * conv.weight.numel() / (time.perf_counter() - t0) / 1e9
 
 
-# Runs one command from a small, fresh process and reports its wall time and peak RSS. Linux
-# carries a process's peak RSS across fork and exec (the child starts with the parent's pages
-# counted), so a child forked straight from this benchmark, which has grown to gigabytes by the
-# later cases, would report the benchmark's own peak instead of its own.
-LAUNCHER = r"""
-import json, os, subprocess, sys, time
-report, cmd = sys.argv[1], sys.argv[2:]
-t0 = time.perf_counter()
-proc = subprocess.Popen(cmd)
-_, status, usage = os.wait4(proc.pid, 0)
-wall = time.perf_counter() - t0
-with open(report, "w") as f:
-    json.dump({"wall": wall, "rss_mb": usage.ru_maxrss / 1024, "rc": os.waitstatus_to_exitcode(status)}, f)
-"""
-
-
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one process, timed from outside."""
-    with (
-        tempfile.TemporaryFile("w+") as out,
-        tempfile.TemporaryFile("w+") as err,
-        tempfile.NamedTemporaryFile("r", suffix=".json") as report,
-    ):
-        subprocess.run(
-            [sys.executable, "-c", LAUNCHER, report.name, *cmd], stdout=out, stderr=err, env=env, check=False
-        )
-        measured = json.loads(Path(report.name).read_text() or "{}")
-        out.seek(0), err.seek(0)
-        if measured.get("rc") != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.read()[-2000:]}")
-        return measured["wall"], measured["rss_mb"], out.read()
+    """(wall seconds, peak RSS in MB, stdout) of one process, timed from outside (measured.py)."""
+    m = measured.run_measured(cmd, env)
+    if m["rc"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{m['stderr'][-2000:]}")
+    return m["wall"], m["rss_mb"], m["stdout"]
 
 
 def best(cmd: list[str], repeat: int, env: dict | None = None) -> tuple[float, float, str]:

@@ -22,13 +22,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from fractions import Fraction
 from pathlib import Path
 
+import measured
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,28 +104,18 @@ def measure(video: Path, model: str, weights: str, threads: int | None) -> dict:
         env["OMP_NUM_THREADS"] = str(threads)
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(video), model, weights, out],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        stdout = proc.stdout.read()
-        stderr = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{model} on {video}: exit {proc.returncode}\n{stderr.decode()[-2000:]}")
-    info = json.loads(stdout.decode().strip().splitlines()[-1])
+        # From a small launcher: a child forked from this process would count its pages (measured.py).
+        m = measured.run_measured([sys.executable, "-c", CHILD, str(video), model, weights, out], env)
+    if m["rc"] != 0:
+        raise RuntimeError(f"{model} on {video}: exit {m['rc']}\n{m['stderr'][-2000:]}")
+    info = json.loads(m["stdout"].strip().splitlines()[-1])
     info.update(
         model=model,
         video=video.name,
         threads=threads or "default",
-        peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
-        process_seconds=round(wall, 2),
-        cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
+        peak_rss_mb=round(m["rss_mb"], 1),
+        process_seconds=round(m["wall"], 2),
+        cpu_seconds=round(m["cpu_s"], 2),
         realtime_factor=round(info["duration"] / info["run_seconds"], 2),
         load_before=round(load0, 2),
         load_after=round(os.getloadavg()[0], 2),
