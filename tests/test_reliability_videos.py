@@ -229,3 +229,29 @@ def test_a_dropped_frame_keeps_the_timestamps(tmp_path):
         stream = c.streams.video[0]
         duration = float(stream.duration * stream.time_base)
     assert got.notes == () and got.windows == engine.transform.windows(duration, video_fps=got.video_fps)
+
+
+def test_cut_and_paused_files_warn_once_without_touching_the_warning_filters(tmp_path, monkeypatch):
+    """The server decodes in several threads: the warning filters, process-wide, must stay as they are."""
+    import warnings
+
+    from videozoo.engine import Engine
+    from videozoo.io import DamagedVideoWarning
+
+    frames = scene()
+    pause = make_video(tmp_path / "pause.mp4", frames=frames, timestamps=paused(FRAMES))
+    cut = truncate(make_video(tmp_path / "cut.mkv", frames=frames, fps=FPS), keep=0.6)
+    engine = Engine.build("motion_tiny", weights="default", views="3x1")
+
+    def untouchable(*args, **kwargs):
+        raise AssertionError("warnings.catch_warnings is not thread-safe")
+
+    monkeypatch.setattr(warnings, "catch_warnings", untouchable)
+    for path, note in ((pause, "its timestamps pause"), (cut, "before its declared duration")):
+        with pytest.warns(DamagedVideoWarning) as said:
+            warnings.simplefilter("always")
+            loaded = engine.load(path, lazy=True)
+        messages = [str(w.message) for w in said if issubclass(w.category, DamagedVideoWarning)]
+        assert sum(note in m for m in messages) == 1, messages
+        assert len(messages) == len(set(messages)), messages  # nothing said twice
+        assert loaded.notes and loaded.lost_frames > 0

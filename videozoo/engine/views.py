@@ -118,21 +118,16 @@ def load_views(
             return transform.select_frames(len(pts_sec), pts_sec, video_fps)
 
         # Only the frames each view keeps are converted to RGB, in the order the model takes them.
-        # The damage warnings of this first pass are held back until it is known to be the last.
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always", DamagedVideoWarning)
-            try:
-                clips = video.get_clips([(w.start_sec, w.end_sec) for w in windows], select=select)
-            except EmptyWindowError:
-                clips = None
+        try:
+            clips: list[Clip] | None = video.get_clips([(w.start_sec, w.end_sec) for w in windows], select=select)
+        except EmptyWindowError:
+            clips = None
         pause = 0.25 * transform.input.clip_seconds
         notes: tuple[str, ...] = ()
         cut = 0
         if clips is None or any(x.ended or (x.gap and _lost_seconds(x) >= pause) for c in clips for x in c.lost):
-            windows, clips, notes, cut, video_fps = _clips_on_frame_clock(video, transform, pause)
-        else:
-            for w in said:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            # The first pass has warned of what it found (it stops without a word at an empty window).
+            windows, clips, notes, cut, video_fps = _clips_on_frame_clock(video, transform, pause, warn=clips is None)
     lost_frames = cut + sum(x.count for c in clips for x in c.lost)
     views: Views = ClipViews(clips, transform, video_fps) if lazy else _transform_into_one(clips, transform, video_fps)
     return VideoViews(
@@ -153,16 +148,15 @@ def _lost_seconds(lost: LostFrame) -> float:
 
 
 def _clips_on_frame_clock(
-    video: Video, transform: ClipTransform, pause: float
+    video: Video, transform: ClipTransform, pause: float, *, warn: bool
 ) -> tuple[list[ClipWindow], list[Clip], tuple[str, ...], int, float]:
     """The clips of ``transform``'s views placed over the frames that decode, on a frame clock.
 
     Returns the windows in stream time, their clips, one note per change, how many frames a cut
-    end lost, and the frame clock's rate.
+    end lost, and the frame clock's rate. ``warn``: the damage in the new windows is warned of
+    (the notes always are). No warning filter is touched: servers run this in several threads.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DamagedVideoWarning)  # the pass over the windows reports the damage
-        times = [f.pts_sec for f in video.frames()]  # one pass, no frame converted to RGB
+    times = [f.pts_sec for f in video.frames(warn=False)]  # one pass, no frame converted to RGB
     steps = [b - a for a, b in zip(times, times[1:], strict=False) if b > a]
     interval = statistics.median(steps) if steps else 1.0 / (video.fps or transform.input.fps)
     n = len(times)
@@ -195,7 +189,7 @@ def _clips_on_frame_clock(
         clock = torch.tensor([on_clock.get(float(t), float(t)) for t in pts_sec], dtype=torch.float64)
         return transform.select_frames(len(pts_sec), clock, rate)
 
-    clips = video.get_clips([(w.start_sec, w.end_sec) for w in placed], select=select)
+    clips = video.get_clips([(w.start_sec, w.end_sec) for w in placed], select=select, warn=warn)
     for note in notes:
         warnings.warn(f"{video.path}: {note}", DamagedVideoWarning, stacklevel=3)
     return placed, clips, tuple(notes), cut, rate

@@ -102,7 +102,9 @@ class Video:
         """
         return self.get_clips([(start_sec, end_sec)], select=select)[0]
 
-    def get_clips(self, windows: Sequence[tuple[float, float]], *, select: Select | None = None) -> list[Clip]:
+    def get_clips(
+        self, windows: Sequence[tuple[float, float]], *, select: Select | None = None, warn: bool = True
+    ) -> list[Clip]:
         """One clip per ``(start_sec, end_sec)`` window, in the given order.
 
         Windows are decoded in forward passes: one seek to the keyframe
@@ -120,6 +122,9 @@ class Video:
         those frames are converted to RGB; the others stay in the decoder's
         format until the window is complete and are then dropped. The clip's
         ``window_pts_sec`` holds all ``N`` timestamps.
+
+        Damage inside the windows is listed in each clip's ``lost`` and, unless ``warn`` is False,
+        summed up in one :class:`DamagedVideoWarning`.
         """
         self._check_open()
         self._check_seekable("clips of windows cannot be taken")
@@ -141,7 +146,7 @@ class Video:
             for w, clip in self._decode_run(run, select):
                 clips[w.index] = clip
                 lost_total.extend(x for x in clip.lost if x not in lost_total)
-        if lost_total:
+        if lost_total and warn:
             self._warn_lost(lost_total, "in the requested windows ")
         return clips  # type: ignore[return-value]
 
@@ -175,7 +180,7 @@ class Video:
             self._warn_lost(lost, "")
         return clip
 
-    def frames(self, *, select: FrameSelect | None = None) -> Iterator[Frame]:
+    def frames(self, *, select: FrameSelect | None = None, warn: bool = True) -> Iterator[Frame]:
         """The frames in decoding order from the start, never seeking.
 
         Yields :class:`Frame` objects, converted to RGB only when their
@@ -186,12 +191,12 @@ class Video:
         video (:meth:`get_clips`, a new :meth:`frames`) ends the iteration
         with :class:`VideoDecodeError`. Damage is attached to the next
         frame yielded (``Frame.lost``) and, when the iteration ends, one
-        :class:`DamagedVideoWarning` sums it up.
+        :class:`DamagedVideoWarning` sums it up (unless ``warn`` is False).
         """
         self._check_open()
         if select is not None and not callable(select):
             raise TypeError(f"select must be a function (index, pts_sec) -> bool, got {select!r}")
-        return self._frames(select)
+        return self._frames(select, warn)
 
     def close(self) -> None:
         self._closed = True
@@ -290,7 +295,7 @@ class Video:
         self._reads += 1
         return self._iter_frames(start_sec)
 
-    def _frames(self, select: FrameSelect | None) -> Iterator[Frame]:
+    def _frames(self, select: FrameSelect | None, warn: bool = True) -> Iterator[Frame]:
         items = self._read(None)
         read = self._reads
         lost_all: list[LostFrame] = []
@@ -316,7 +321,7 @@ class Video:
                 self.path, "no frame could be decoded" + (f" ({lost_all[0].reason})" if lost_all else "")
             )
         self._check_complete(last_t, lost_all)
-        if lost_all:
+        if lost_all and warn:
             self._warn_lost(lost_all, "")
 
     def _frame_rgb(self, payload) -> torch.Tensor:
