@@ -310,3 +310,30 @@ def test_relu_fused_into_convolutions_computes_the_same(name, shape, at_least):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             want, got = plain(to_channels_last(x)).float(), fused(to_channels_last(x)).float()
         torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2 * float(want.abs().max()))
+
+
+class _SharedReLU(torch.nn.Module):
+    """One in-place ReLU after two convolutions, the second of which is also used without it."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv3d(3, 4, 1)
+        self.b = torch.nn.Conv3d(4, 4, 1)
+        self.relu = torch.nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.relu(self.a(x))
+        plain = self.b(y)  # no ReLU on this call of b
+        return self.relu(self.b(y)) + plain
+
+
+def test_a_shared_relu_stays_unless_every_convolution_feeding_it_is_fused():
+    from videozoo.engine.optimize import ConvReLU, optimize_for_inference
+
+    torch.manual_seed(0)
+    model = _SharedReLU().eval()
+    x = torch.randn(1, 3, 2, 4, 4)
+    fused = optimize_for_inference(model, x, fold_bn=False, fuse_relu=True)
+    assert not any(isinstance(m, ConvReLU) for m in fused.modules())
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), model(x))

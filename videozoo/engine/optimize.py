@@ -163,11 +163,16 @@ def fold_batchnorm(model: nn.Module, example) -> int:
             else:
                 conv.bias.copy_(b.to(conv.bias.dtype))
         replaced[bn] = nn.Identity()
-    for parent in model.modules():
+    _swap_modules(model, replaced)
+    return len(replaced)
+
+
+def _swap_modules(model: nn.Module, replaced: dict[nn.Module, nn.Module]) -> None:
+    """Put ``replaced[m]`` wherever ``model`` holds the submodule ``m``."""
+    for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if child in replaced:
                 setattr(parent, name, replaced[child])
-    return len(replaced)
 
 
 @functools.cache
@@ -257,39 +262,28 @@ def _conv_relu_pairs(model: nn.Module, example) -> list[tuple[nn.Module, nn.Modu
     finally:
         for h in handles:
             h.remove()
-    pairs = []
+    pairs: list[tuple[nn.Module, nn.Module]] = []
     for relu, convs in fed.items():
         if len(convs) != relu_calls[relu]:
             continue  # some call of this ReLU takes something else (a sum, a pooled tensor)
-        for conv in set(convs):
-            if (
-                convs.count(conv) == conv_calls[conv]
-                and conv.padding_mode == "zeros"
-                and isinstance(conv.padding, tuple)
-            ):
-                pairs.append((conv, relu))
+        # The ReLU goes away only if every convolution feeding it takes it over.
+        if all(
+            convs.count(conv) == conv_calls[conv] and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
+            for conv in convs
+        ):
+            pairs.extend((conv, relu) for conv in dict.fromkeys(convs))
     return pairs
 
 
 def fuse_conv_relu(model: nn.Module, example) -> int:
     """Fuse each in-place ReLU into the convolution that feeds it (CPU, oneDNN); returns how many."""
-    op = _pointwise_conv()
-    if op is None:
+    if _pointwise_conv() is None:
         return 0
     pairs = _conv_relu_pairs(model, example)
-    convs = {conv for conv, _ in pairs}
-    relus = {relu for _, relu in pairs}
-    # A ReLU is dropped only when all the convolutions feeding it are fused.
-    for relu in list(relus):
-        if any(r is relu and c not in convs for c, r in pairs):
-            relus.discard(relu)
-    replaced: dict[nn.Module, nn.Module] = {c: ConvReLU(cast(nn.Conv3d, c)) for c in convs}
-    replaced.update({r: nn.Identity() for r in relus})
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if child in replaced:
-                setattr(parent, name, replaced[child])
-    return len(convs)
+    replaced: dict[nn.Module, nn.Module] = {conv: ConvReLU(cast(nn.Conv3d, conv)) for conv, _ in pairs}
+    replaced.update({relu: nn.Identity() for _, relu in pairs})
+    _swap_modules(model, replaced)
+    return len(pairs)
 
 
 def to_channels_last(x):
