@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from videozoo.data.workers import DEFAULT_STALL_SECONDS
+
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from videozoo.models.table import flops_notes, format_table, model_rows
@@ -51,7 +53,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     )
     failed = 0
     # One video decodes on this process; several decode in a worker while the model runs.
-    results = engine.map(args.videos, workers=1 if len(args.videos) > 1 else 0)
+    results = engine.map(args.videos, workers=1 if len(args.videos) > 1 else 0, stall_timeout=args.stall_timeout)
     for result in results:
         video = result.path
         if result.error is not None:
@@ -95,6 +97,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         save_view_scores=args.save_view_scores,
         limit=args.limit,
         wait=args.wait,
+        stall_timeout=args.stall_timeout,
     )
     metrics = evaluate(cfg)
     if metrics is not None:
@@ -121,6 +124,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         device=args.device,
         resume=args.resume,
         wait=args.wait,
+        stall_timeout=args.stall_timeout,
     )
     summary = extract_features(cfg)
     print(json.dumps(summary))
@@ -325,6 +329,17 @@ def _seconds(value: str) -> float:
     return x
 
 
+def _add_stall_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--stall-timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="a decoding worker that makes no progress this long is stopped, its stack printed and its "
+        f"video recorded as an error; the other videos go on (default: {DEFAULT_STALL_SECONDS:g})",
+    )
+
+
 def _add_backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
@@ -387,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON object per video")
     _add_backend_arg(p)
+    _add_stall_arg(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="accuracy on a labelled dataset (resumable, torchrun-aware)")
@@ -403,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
     p.add_argument("--save-view-scores", action="store_true", help="store every view's scores")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N videos only")
+    _add_stall_arg(p)
     p.set_defaults(func=_cmd_evaluate, device="auto")
 
     p = sub.add_parser("features", help="pooled features per clip and per video (resumable)")
@@ -416,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
+    _add_stall_arg(p)
     p.set_defaults(func=_cmd_features)
 
     p = sub.add_parser("timeline", help="actions over time in a long video or a live stream (JSON, CSV, plot)")

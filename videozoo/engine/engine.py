@@ -31,6 +31,7 @@ from torch import Tensor
 from videozoo.data.input_config import InputConfig
 from videozoo.data.plan import ViewPlan
 from videozoo.data.transforms import ClipTransform, transform_for
+from videozoo.data.workers import Stall, WatchedLoader, WorkerStalled, check_stall_seconds
 from videozoo.engine.batching import choose_batch_size, largest_activation_bytes, memory_budget
 from videozoo.engine.optimize import optimize_for_inference
 from videozoo.engine.precision import Precision, resolve_precision
@@ -207,32 +208,64 @@ class Engine:
         workers: int = 2,
         output: str = "scores",
         indices: Sequence[int] | None = None,
+        stall_timeout: float | None = None,
     ) -> Iterator[VideoResult]:
         """Score (or embed) many videos, decoding in ``workers`` processes while the model runs.
 
         Yields one :class:`VideoResult` per video in order; a video that cannot be decoded yields
         its error and the run goes on. ``indices`` labels the results (default 0..n-1).
+        A worker that makes no progress for ``stall_timeout`` seconds (default
+        :data:`~videozoo.data.workers.DEFAULT_STALL_SECONDS`) is stopped, with its stack reported:
+        its video yields an error and the remaining videos are decoded by fresh workers.
         """
         self._check_output(output)
+        stall = check_stall_seconds(stall_timeout)
         labels = list(indices) if indices is not None else list(range(len(paths)))
-        data = _DecodeDataset([os.fspath(p) for p in paths], labels, self.transform, self.threads, self.input.fps)
-        loader = torch.utils.data.DataLoader(
-            data,
-            batch_size=None,
-            num_workers=workers,
-            collate_fn=_identity,
-            prefetch_factor=1 if workers > 0 else None,
-        )
-        for item in loader:
-            index, path, loaded, error = item
-            if error is not None:
-                yield VideoResult(index, path, None, None, None, error)
-                continue
-            t0 = time.perf_counter()
-            out = self.forward(loaded.views, output)
-            seconds = loaded.decode_seconds + time.perf_counter() - t0
-            pred = self._prediction(loaded, out, seconds) if output == "scores" else None
-            yield VideoResult(index, path, pred, None if output == "scores" else out, loaded, None)
+        files = [os.fspath(p) for p in paths]
+        stalled: dict[int, Stall] = {}  # position -> why its worker was stopped
+        done = 0  # results yielded: positions [0, done)
+        while done < len(files):
+            todo = [p for p in range(done, len(files)) if p not in stalled]
+            data = _DecodeDataset(
+                [files[p] for p in todo], [labels[p] for p in todo], self.transform, self.threads, self.input.fps
+            )
+            loader = WatchedLoader(
+                data,
+                batch_size=None,
+                num_workers=workers,
+                collate_fn=_identity,
+                prefetch_factor=1 if workers > 0 else None,
+                stall_seconds=stall,
+                describe=data.path_of,
+            )
+            items = iter(loader)
+            try:
+                for position in range(done, len(files)):
+                    if position in stalled:
+                        s = stalled[position]
+                        where = f" (stuck in {s.innermost})" if s.innermost else ""
+                        yield VideoResult(
+                            labels[position], files[position], None, None, None, f"Stalled: {s.reason}{where}"
+                        )
+                        done = position + 1
+                        continue
+                    try:
+                        index, path, loaded, error = next(items)
+                    except WorkerStalled as e:
+                        for s in e.stalls:
+                            stalled[todo[s.item]] = s
+                        break  # fresh workers for the videos left
+                    done = position + 1
+                    if error is not None:
+                        yield VideoResult(index, path, None, None, None, error)
+                        continue
+                    t0 = time.perf_counter()
+                    out = self.forward(loaded.views, output)
+                    seconds = loaded.decode_seconds + time.perf_counter() - t0
+                    pred = self._prediction(loaded, out, seconds) if output == "scores" else None
+                    yield VideoResult(index, path, pred, None if output == "scores" else out, loaded, None)
+            finally:
+                items.close()  # type: ignore[attr-defined]
 
     # -- internals --------------------------------------------------------------------------
     def _check_output(self, output: str) -> None:
@@ -288,6 +321,9 @@ class _DecodeDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def path_of(self, i: int) -> str:
+        return self.paths[i]
 
     def __getitem__(self, i: int):
         path = self.paths[i]

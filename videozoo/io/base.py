@@ -20,6 +20,7 @@ import torch
 
 from .clip import Clip, DecodeStats, Frame, LostFrame
 from .errors import DamagedVideoWarning, EmptyWindowError, VideoDecodeError
+from .progress import beating
 
 # Windows whose starts are further than this past the end of the previous
 # window are decoded after a fresh seek instead of decoding the gap.
@@ -293,7 +294,8 @@ class Video:
 
     def _read(self, start_sec: float | None) -> Iterator:
         self._reads += 1
-        return self._iter_frames(start_sec)
+        # A beat per decoded frame: a worker supervisor tells a long video from a stuck one.
+        return beating(self._iter_frames(start_sec))
 
     def _frames(self, select: FrameSelect | None, warn: bool = True) -> Iterator[Frame]:
         items = self._read(None)

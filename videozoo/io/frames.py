@@ -18,12 +18,14 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from .base import Video, planar_rgb
+from .base import Video
 from .clip import LostFrame
 from .errors import VideoDecodeError, describe
+from .rgb import RGBConverter
 
 PathLike = str | os.PathLike
 
@@ -200,5 +202,9 @@ class FrameFolderVideo(Video):
                 continue
             yield t, frame
 
+    @cached_property
+    def _rgb(self) -> RGBConverter:
+        return RGBConverter()
+
     def _to_planar(self, frame) -> np.ndarray:
-        return planar_rgb(frame.to_ndarray(format="rgb24"))
+        return self._rgb(frame)

@@ -6,12 +6,14 @@ import math
 import os
 from collections.abc import Iterator
 from fractions import Fraction
+from functools import cached_property
 
 import numpy as np
 
-from .base import Video, planar_rgb
+from .base import Video
 from .clip import LostFrame
 from .errors import VideoDecodeError, describe
+from .rgb import RGBConverter
 from .source import check_file
 
 PathLike = str | os.PathLike
@@ -310,6 +312,11 @@ class PyAVVideo(Video):
                 prev_t = t
                 yield t, frame
 
+    @cached_property
+    def _rgb(self) -> RGBConverter:
+        return RGBConverter()
+
     def _to_planar(self, frame) -> np.ndarray:
-        # The same conversion the reference pipelines use (swscale rgb24).
-        return planar_rgb(frame.to_ndarray(format="rgb24"))
+        # The same conversion the reference pipelines use (swscale rgb24), on a context of this
+        # video's own with no slice threads: safe across fork (videozoo.io.rgb).
+        return self._rgb(frame)

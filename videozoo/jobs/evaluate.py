@@ -63,6 +63,7 @@ class EvalConfig:
     decoder_threads: int | None = None
     limit: int | None = None  # evaluate only the first N videos
     wait: bool = False  # wait for another run holding `out` instead of stopping
+    stall_timeout: float | None = None  # seconds a decoding worker may make no progress (None: the default)
 
     def __post_init__(self) -> None:
         self.views = ViewPlan.parse(self.views)
@@ -70,7 +71,7 @@ class EvalConfig:
     def to_dict(self) -> dict:
         """The settings the results depend on (not how this invocation was started: resume, wait)."""
         d = {**dataclasses.asdict(self), "views": str(self.views)}
-        return {k: v for k, v in d.items() if k not in ("resume", "wait")}
+        return {k: v for k, v in d.items() if k not in ("resume", "wait", "stall_timeout")}
 
 
 # -- distributed helpers ------------------------------------------------------------------------------
@@ -193,7 +194,9 @@ def _evaluate(cfg: EvalConfig, out: Path, device: str, rank: int, world: int) ->
 
     progress = _Progress(len(todo), enabled=rank == 0)
     with RecordWriter(part) as writer:
-        for result in engine.map([videos.items[i].path for i in todo], workers=cfg.workers, indices=todo):
+        for result in engine.map(
+            [videos.items[i].path for i in todo], workers=cfg.workers, indices=todo, stall_timeout=cfg.stall_timeout
+        ):
             if result.error is not None:
                 rec = _record(result.index, videos, error=result.error)
                 log.warning("failed: %s", result.error)

@@ -51,6 +51,7 @@ class FeatureConfig:
     backend: str = "auto"  # torch, onnxruntime (weights: a .onnx file) or auto
     resume: bool = False
     wait: bool = False  # wait for another run holding `out` instead of stopping
+    stall_timeout: float | None = None  # seconds a decoding worker may make no progress (None: the default)
 
     def __post_init__(self) -> None:
         self.views = ViewPlan.parse(self.views)
@@ -58,7 +59,7 @@ class FeatureConfig:
     def to_dict(self) -> dict:
         """The settings the features depend on (not how this invocation was started: resume, wait)."""
         d = {**dataclasses.asdict(self), "views": str(self.views)}
-        return {k: v for k, v in d.items() if k not in ("resume", "wait")}
+        return {k: v for k, v in d.items() if k not in ("resume", "wait", "stall_timeout")}
 
 
 def _video_list(cfg: FeatureConfig, classes: list[str] | None) -> VideoList:
@@ -121,7 +122,11 @@ def _extract(cfg: FeatureConfig, out: Path) -> dict:
     _write_output(out / "config.json", json.dumps({**cfg.to_dict(), "precision_used": engine.precision.name}, indent=2))
     with RecordWriter(index_path) as index:
         for result in engine.map(
-            [videos.items[i].path for i in todo], workers=cfg.workers, output="features", indices=todo
+            [videos.items[i].path for i in todo],
+            workers=cfg.workers,
+            output="features",
+            indices=todo,
+            stall_timeout=cfg.stall_timeout,
         ):
             i, item = result.index, videos.items[result.index]
             rec = {"index": i, "video": item.path, "label": item.label, "error": result.error}

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from videozoo.data.workers import DEFAULT_STALL_SECONDS, check_stall_seconds
+
 SCHEDULES = ("step", "cosine")
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -34,6 +36,7 @@ RESUMABLE_CHANGES = frozenset(
         "wait",
         "out",
         "num_workers",
+        "stall_timeout",
         "log_every",
         "progress",
         "tensorboard",
@@ -84,6 +87,7 @@ class TrainConfig:
     sync_bn: bool = False
     device: str = "auto"
     num_workers: int = 4
+    stall_timeout: float = DEFAULT_STALL_SECONDS  # seconds a loader worker may go without progress
     seed: int = 0
 
     # model size and clip overrides (for small runs; None keeps the registry's value)
@@ -121,6 +125,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ValueError("num_workers must be >= 0")
+        check_stall_seconds(self.stall_timeout)
         if self.warmup_epochs < 0 or not 0 < self.warmup_factor <= 1:
             raise ValueError("warmup_epochs must be >= 0 and warmup_factor in (0, 1]")
         if not 0 <= self.hflip <= 1:
@@ -241,6 +246,8 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
 
 _HELP = {
     "model": "registry name of the model to train",
+    "stall_timeout": "seconds a loader worker may go without decoding a frame before it is stopped and its "
+    "video named; the run then saves its checkpoint and stops",
     "data": "training videos: a class-folder tree, a Kinetics CSV, or a 'path label' list",
     "out": "output folder (config.yaml, metrics.csv, checkpoint_last.pth, model.pth)",
     "weights": "start from 'kinetics400' (or another published key) or a checkpoint path; "

@@ -9,17 +9,19 @@ boundary: the epoch returns where it stopped, so the caller can checkpoint and r
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
+from videozoo.data.workers import WorkerStalled
 from videozoo.engine.precision import precision_context
 from videozoo.jobs.rundir import RunError
 from videozoo.train.data import Batch, to_device
@@ -48,6 +50,7 @@ class EpochEnd:
     sums: EpochSums
     interrupted: bool  # stopped by SIGTERM before the epoch's last batch
     batch: int  # batches of the epoch done (where a resumed run continues)
+    stalled: WorkerStalled | None = None  # a loader worker stopped for making no progress
 
 
 class NonFiniteLoss(RunError):
@@ -110,12 +113,20 @@ def train_epoch(
     seconds_before = sums.seconds
     batch_index = skip_batches
     diverged: float | None = None  # a non-finite loss in the current group
+    at_group_start = copy.copy(sums)  # what a stop inside an accumulation group goes back to
     try:
-        for batch in loader:
+        for batch in _until_stall(loader):
+            if isinstance(batch, WorkerStalled):
+                # The batches of an unfinished accumulation group are done again after --resume.
+                done = batch_index - batch_index % cfg.accumulate
+                kept = at_group_start if done < batch_index else sums
+                kept.seconds = seconds_before + time.perf_counter() - t0
+                return EpochEnd(kept, interrupted=True, batch=done, stalled=batch)
             position = batch_index % cfg.accumulate
             group_start = batch_index - position
             group_size = min(cfg.accumulate, num_batches - group_start)
             if position == 0:
+                at_group_start = copy.copy(sums)
                 sums.lr = run.schedule.apply()
                 run.optimizer.zero_grad(set_to_none=True)
             if batch.skipped:
@@ -155,6 +166,14 @@ def train_epoch(
         progress.close()
     sums.seconds = seconds_before + time.perf_counter() - t0
     return EpochEnd(sums, interrupted=False, batch=batch_index)
+
+
+def _until_stall(loader) -> Iterator:
+    """The loader's batches, then the WorkerStalled that ended them (if one did) as the last item."""
+    try:
+        yield from loader
+    except WorkerStalled as e:
+        yield e
 
 
 def _micro_step(run: TrainingSetup, batch: Batch, weight: float, sync: bool) -> tuple[float, float, int]:

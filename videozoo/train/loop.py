@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from videozoo.data.workers import WorkerStalled
 from videozoo.jobs.rundir import (
     RunError,
     RunLock,
@@ -193,6 +194,8 @@ class _Trainer:
                         "(--lr) or --clip-grad-norm may help"
                     ) from e
                 sums = end.sums
+                if end.stalled is not None:
+                    raise self._stalled(end.stalled, epoch, end.batch, sums)
                 if end.interrupted:
                     self._checkpoint(epoch, end.batch, sums)
                     interrupted = True
@@ -202,7 +205,10 @@ class _Trainer:
                         enabled=procs.main,
                     )
                     break
-                self._end_epoch(epoch, sums)
+                try:
+                    self._end_epoch(epoch, sums)
+                except WorkerStalled as e:  # in validation: the epoch's training is kept
+                    raise self._stalled(e, epoch, end.batch, sums) from None
                 self._checkpoint(epoch + 1, 0, EpochSums())
                 epochs_done = epoch + 1
                 if procs.any(stop.requested):
@@ -271,6 +277,18 @@ class _Trainer:
             + (f", {int(skipped)} video(s) skipped" if skipped else ""),
             enabled=procs.main,
         )
+
+    def _stalled(self, stalled: WorkerStalled, epoch: int, batch: int, sums: EpochSums) -> RunError:
+        """Save where the run is (one process: no collective can wait on a stalled peer) and say so."""
+        self.report.close()
+        if self.procs.world_size == 1:
+            self._checkpoint(epoch, batch, sums)
+            kept = f"{self.ckpt_path} saved (epoch {epoch + 1}, batch {batch})"
+        elif self.ckpt_path.exists():
+            kept = f"the last checkpoint, {self.ckpt_path}, is kept"
+        else:
+            kept = "no checkpoint was written yet"
+        return RunError(f"{stalled}; the run stopped: {kept}. Fix or remove the video, then continue with --resume")
 
     def _checkpoint(self, epoch: int, batch: int, partial: EpochSums) -> None:
         assert self.setup is not None

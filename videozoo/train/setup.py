@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from torch.utils.data import Dataset, DistributedSampler, Sampler, Subset
 
 from videozoo.data.datasets import DatasetSpecError, VideoList, load_video_list
 from videozoo.data.input_config import InputConfig
+from videozoo.data.workers import WatchedLoader
 from videozoo.io import VideoDecodeError, open_video
 from videozoo.models.base import VideoClassifier
 from videozoo.models.registry import get_spec
@@ -126,11 +127,14 @@ class TrainingSetup:
     def device(self) -> torch.device:
         return self.procs.device
 
-    def loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
+    def loader(self, dataset: Dataset, sampler: Sampler | None = None) -> WatchedLoader:
         # More loader processes than cores only adds contention (results do not depend on it).
         workers = min(self.cfg.num_workers, _cpu_count())
-        return DataLoader(
+        # A worker stuck on one video is stopped and named (WorkerStalled) instead of hanging the run.
+        return WatchedLoader(
             dataset,
+            stall_seconds=self.cfg.stall_timeout,
+            describe=_path_namer(dataset),
             batch_size=self.cfg.batch_size,
             sampler=sampler,
             shuffle=False,
@@ -142,6 +146,20 @@ class TrainingSetup:
             generator=torch.Generator().manual_seed(self.cfg.seed),
             persistent_workers=False,
         )
+
+
+def _path_namer(dataset: Dataset):
+    """index -> the video's path, for a ClipDataset or a Subset of one."""
+    indices = None
+    if isinstance(dataset, Subset):
+        indices, dataset = list(dataset.indices), dataset.dataset
+    items = dataset.videos.items if isinstance(dataset, ClipDataset) else None
+
+    def name(i: int) -> str:
+        j = indices[i] if indices is not None else i
+        return str(items[j].path) if items is not None else f"item {j}"
+
+    return name
 
 
 def _cpu_count() -> int:
