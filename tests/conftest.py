@@ -18,6 +18,10 @@ def _threads_per_process() -> int | None:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+# `--backend auto` would convert every freshly initialised model for OpenVINO (seconds each, cached by
+# weights); the suite runs the eager path unless a test asks otherwise (tests/test_openvino.py).
+os.environ.setdefault("VIDEOZOO_BACKEND", "torch")
+
 _THREADS = _threads_per_process()
 if _THREADS is not None:
     # Before torch is imported, so that OpenMP starts with this many threads; subprocesses inherit it.

@@ -344,9 +344,10 @@ def _add_backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=["auto", "torch", "onnxruntime"],
+        choices=["auto", "torch", "onnxruntime", "openvino"],
         help="what runs the model: torch (eager), onnxruntime (--weights FILE.onnx from "
-        "`videozoo export`), auto: onnxruntime for a .onnx file, else torch (default)",
+        "`videozoo export`), openvino (converted once and cached; the openvino extra), "
+        "auto: onnxruntime for a .onnx file, else torch (default)",
     )
 
 

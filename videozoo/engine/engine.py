@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from videozoo.data.plan import ViewPlan
 from videozoo.data.transforms import ClipTransform, transform_for
 from videozoo.data.workers import Stall, WatchedLoader, WorkerStalled, check_stall_seconds
 from videozoo.engine.batching import choose_batch_size, largest_activation_bytes, memory_budget
+from videozoo.engine.openvino import OpenVinoRunner, auto_backend
 from videozoo.engine.optimize import optimize_for_inference
 from videozoo.engine.precision import Precision, resolve_precision
 from videozoo.engine.prediction import Prediction
@@ -98,6 +100,7 @@ class Engine:
         optimize: bool = True,
         threads: int | None = None,
         inplace: bool = False,
+        backend: str = "torch",
     ):
         name = getattr(model, "model_name", None)
         if name is None:
@@ -114,7 +117,7 @@ class Engine:
         self.class_names: list[str] | None = model.class_names
         if isinstance(model, OnnxModel):
             self.precision = _onnx_precision(precision, model, self.device)
-            self.runner: TorchRunner | OnnxRunner = OnnxRunner(model)
+            self.runner: TorchRunner | OnnxRunner | OpenVinoRunner = OnnxRunner(model)
             self.model: VideoClassifier | OnnxModel = model
             self.view_bytes = self._onnx_view_bytes(model)
         else:
@@ -123,11 +126,34 @@ class Engine:
             model = model.eval().to(self.device)
             # One view at the eval crop; the passes below read shapes only (an empty batch).
             example = view_input(get_spec(self.model_name).replace(input=self.input), device=self.device)
-            if optimize:
-                cpu = self.device.type == "cpu"
-                model = optimize_for_inference(model, example, fuse_relu=cpu, inplace=inplace)
+            runner = None
+            if backend == "auto":
+                backend = auto_backend(self.device, self.precision.name)
+                fallback = True
+            else:
+                fallback = False
+            if backend == "openvino":
+                if self.device.type != "cpu":
+                    raise ValueError(f"--backend openvino runs on the CPU, not {self.device} (use --device cpu)")
+                # BatchNorm folded, plain layouts: what OpenVINO converts (oneDNN fusions would not read).
+                model = optimize_for_inference(model, example, channels_last=False, inplace=inplace)
+                try:
+                    runner = OpenVinoRunner(model, example, self.precision, log=_log)
+                except Exception as e:  # a model OpenVINO cannot convert: auto runs it eagerly instead
+                    if not fallback:
+                        raise
+                    _log(f"openvino: cannot convert {self.model_name} ({type(e).__name__}: {e}); running it with torch")
+                    backend = "torch"
+            if runner is not None:
+                self.runner = runner
+            elif backend == "torch":
+                if optimize:
+                    cpu = self.device.type == "cpu"
+                    model = optimize_for_inference(model, example, fuse_relu=cpu, inplace=inplace)
+                self.runner = TorchRunner(model, self.device, self.precision)
+            else:
+                raise ValueError(f"--backend {backend!r}: a model object runs with torch or openvino")
             self.model = model
-            self.runner = TorchRunner(model, self.device, self.precision)
             # Counted in float32 even under bf16: autocast keeps float32 copies of some tensors alive.
             self.view_bytes = largest_activation_bytes(model, example)
         self.batch_size = batch_size or choose_batch_size(
@@ -146,11 +172,16 @@ class Engine:
         """Create the registry model ``name`` with ``weights`` and an engine that owns it.
 
         backend: ``torch`` (the eager model), ``onnxruntime`` (``weights`` is a file written by
-        ``videozoo export --format onnx``) or ``auto`` (onnxruntime for a ``.onnx`` file).
+        ``videozoo export --format onnx``), ``openvino`` (the model converted and compiled by
+        OpenVINO, cached: ``videozoo.engine.openvino``) or ``auto`` (onnxruntime for a ``.onnx`` file;
+        else openvino on a CPU where it is installed, torch otherwise; ``$VIDEOZOO_BACKEND`` decides).
         """
         from videozoo.models.factory import create_model
 
-        if resolve_backend(backend, weights) == "onnxruntime":
+        chosen = resolve_backend(backend, weights)
+        if backend == "auto" and chosen == "torch":
+            chosen = "auto"  # torch or openvino, once the device and precision are known
+        if chosen == "onnxruntime":
             get_spec(name)  # an unknown name fails here, before the file is read
             assert weights is not None  # resolve_backend picks onnxruntime only for a file
             onnx = OnnxModel(weights, device=resolve_device(kwargs.get("device", "cpu")))
@@ -159,7 +190,7 @@ class Engine:
                     f"{weights}: holds an export of {onnx.model_name!r}, not {name!r} (--model {onnx.model_name})"
                 )
             return cls(onnx, **kwargs)
-        return cls(create_model(name, weights=weights), inplace=True, **kwargs)
+        return cls(create_model(name, weights=weights), inplace=True, backend=chosen, **kwargs)
 
     def with_views(self, views: str | ViewPlan) -> Engine:
         """This engine with another view plan: the same prepared model (shared, not copied).
@@ -307,6 +338,10 @@ def _onnx_precision(precision: str | Precision, onnx: OnnxModel, device: torch.d
             f"(use --precision auto, or export again with --precision {name})"
         )
     return Precision(onnx.precision, device.type)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _identity(item: Any) -> Any:

@@ -11,6 +11,8 @@ The engine hands each micro-batch of views to a runner and gets float32 CPU tens
   the model's :class:`~videozoo.weights.meta.CheckpointMeta` record (clip, classes, version) as
   JSON under the metadata key ``videozoo_meta``; the engine takes its transform from that record.
 
+- ``openvino``: the prepared module converted and compiled by OpenVINO (``videozoo.engine.openvino``).
+
 ``auto`` picks onnxruntime for a ``.onnx`` weights file and torch for everything else.
 """
 
@@ -32,7 +34,7 @@ from videozoo.models.registry import get_spec
 from videozoo.weights.errors import CheckpointError
 from videozoo.weights.meta import CheckpointMeta
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 #: metadata_props key of an exported ONNX file (and extra-file stem of a .pt2) holding the record
 META_KEY = "videozoo_meta"
 #: graph input names: one-pathway models take one clip, two-pathway models [slow, fast]
@@ -61,7 +63,7 @@ def resolve_backend(backend: str, weights: Any) -> str:
             f"--backend onnxruntime runs an exported ONNX file: give it as --weights FILE.onnx "
             f"(`videozoo export MODEL --format onnx` writes one), not {weights!r}"
         )
-    if backend == "torch" and is_onnx:
+    if backend in ("torch", "openvino") and is_onnx:
         raise ValueError(f"--weights {weights}: an ONNX file runs with --backend onnxruntime (or auto)")
     return backend
 

@@ -140,7 +140,8 @@ def positions_from_map(fmap: Tensor, window: tuple[int, int, int] | None) -> Ten
     """
     if window is None:
         return fmap.mean(dim=(2, 3, 4)).unsqueeze(1)
-    k = tuple(min(w, s) for w, s in zip(window, fmap.shape[2:], strict=True))
+    # Plain ints: a traced graph (OpenVINO, ONNX) then holds a constant kernel, not a size computation.
+    k = tuple(min(w, int(s)) for w, s in zip(window, fmap.shape[2:], strict=True))
     # CPU average pooling has no bf16 kernel for channels-first maps; the map is small: pool in float32.
     pooled = torch.nn.functional.avg_pool3d(fmap.float(), kernel_size=k, stride=1).to(fmap.dtype)
     return pooled.flatten(2).transpose(1, 2)
