@@ -297,3 +297,22 @@ def test_preset_models_give_the_published_width(preset, dim):
         x = torch.zeros(1, 3, p.clip_frames, spec.input.crop_size, spec.input.crop_size)
         clip = [x[:, :, :: spec.input.slow_alpha], x] if spec.input.slow_alpha else x
         assert tuple(model.forward_features(clip).shape) == (1, dim)
+
+
+def test_actionformer_preset_end_to_end(official_checkpoint, tmp_path):
+    # The preset through the command line with Inception I3D in its published file layout: a
+    # 25 fps video of 21 frames (0.84 s) is 26 frames at 30 fps (0.84 * 30 = 25.2), which gives
+    # whole windows at 0, 4 and 8; the one at 12 would end past the 26th frame and is dropped.
+    from fixtures_util import FIXTURES
+
+    if not (FIXTURES / "inception" / "i3d_inception_rgb.json").is_file():
+        pytest.skip("the Inception I3D reference fixture is not available")
+    weights = official_checkpoint("inception/i3d_inception_rgb")
+    video = make_video(tmp_path / "clip.mp4", num_frames=21, fps=25, width=80, height=60)
+    argv = ["features", str(video), "--out", str(tmp_path / "o"), "--preset", "actionformer-thumos-i3d"]
+    assert main([*argv, "--weights", str(weights), "--precision", "fp32"]) == 0
+    feats = np.load(tmp_path / "o" / "clip.npy")
+    side = json.loads((tmp_path / "o" / "clip.json").read_text())
+    assert feats.shape == (3, 1024) and side["frames"] == 26 and side["fps"] == 30.0
+    assert side["preset"] == "actionformer-thumos-i3d" and side["model"] == "i3d_inception_rgb"
+    assert [(w["start_frame"], w["end_frame"]) for w in side["windows"]] == [(0, 16), (4, 20), (8, 24)]

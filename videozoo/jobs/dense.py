@@ -131,10 +131,13 @@ PRESETS: tuple[Preset, ...] = (
         64,
         None,
         "drop",
-        "v-iashin/video_features, configs/i3d.yml (stack_size 64, step_size 64, extraction at the video's "
-        "own frame rate) and models/i3d/extract_i3d.py (only whole stacks are used)",
-        "the RGB stream only: video_features also computes a flow stream (RAFT flow into the flow I3D), "
-        "which this preset does not",
+        "v-iashin/video_features, configs/i3d.yml (stack_size 64, step_size 64, extraction_fps null: the "
+        "video's own frame rate) and models/i3d/extract_i3d.py (a stack runs once it is full; a partial "
+        "last stack is not run)",
+        "the RGB stream only: video_features also computes a flow stream (PWC-Net or RAFT flow into the flow "
+        "I3D), which this preset does not. video_features reads one frame past each stack (its flow pairs) "
+        "for the RGB stream too, so where the video ends exactly at the end of a window it gives one "
+        "vector fewer than this preset",
     ),
     Preset(
         "actionformer-thumos-i3d",
@@ -143,11 +146,13 @@ PRESETS: tuple[Preset, ...] = (
         4,
         30.0,
         "drop",
-        "happyharrycn/actionformer_release, README and configs/thumos_i3d.yaml (I3D features of 16-frame "
-        "windows every 4 frames of the videos at 30 fps: num_frames 16, feat_stride 4, default_fps 30)",
-        "the RGB half only: the released THUMOS features concatenate the RGB and flow I3D streams "
-        "(2048-d); this preset gives the 1024-d RGB part. The last partial window is dropped (a choice: "
-        "the source does not say)",
+        "happyharrycn/actionformer_release, README (THUMOS14 features: two-stream I3D on clips of 16 frames "
+        "at the video frame rate, ~30 fps, with a stride of 4 frames, one vector per 4/30 s) and "
+        "configs/thumos_i3d.yaml (num_frames 16, feat_stride 4, input_dim 2048)",
+        "the RGB half only: the released features concatenate the RGB and flow I3D streams (2048-d); this "
+        "preset gives the 1024-d RGB part. Videos are resampled to 30 fps so that the step is 4/30 s "
+        "exactly (at 30 fps nothing changes). The last partial window is dropped (a choice: the source "
+        "does not say)",
     ),
     Preset(
         "opentad-slowfast-r50",
@@ -156,9 +161,10 @@ PRESETS: tuple[Preset, ...] = (
         4,
         None,
         "pad",
-        "OpenTAD (sming256/OpenTAD), its SlowFast-R50 snippet features: 32-frame clips every 4 frames, "
-        "2304-d (2048 slow + 256 fast, each average-pooled)",
-        "the last partial window is padded by repeating the last frame (a choice: the source does not say)",
+        "OpenTAD (sming256/OpenTAD), its SlowFast-R50 snippet features as the project describes them: "
+        "32-frame clips every 4 frames, 2304-d (2048 slow + 256 fast, each average-pooled)",
+        "not compared with OpenTAD's released files; the last partial window is padded by repeating the "
+        "last frame (a choice: the source does not say)",
     ),
 )
 
