@@ -217,6 +217,17 @@ def test_a_video_that_cannot_be_read_is_recorded_and_the_run_goes_on(videos, tmp
     assert "broken.mp4" in records[0]["error"] and records[1]["windows"] == 2
 
 
+def test_two_videos_of_one_name_are_refused_before_anything_runs(videos, tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    twin = other / videos[11].name
+    twin.write_bytes(videos[11].read_bytes())
+    with pytest.raises(ValueError, match="output name 'v11'") as e:
+        _run(tmp_path / "o", [videos[11], twin], DensePlan(4, 4))
+    assert str(twin) in str(e.value) and str(videos[11]) in str(e.value)
+    assert not (tmp_path / "o").exists()
+
+
 BAD_FLAGS = [
     (["--dense", "--clip-frames", "0", "--stride", "2"], "--clip-frames"),
     (["--dense", "--clip-frames", "4", "--stride", "x"], "--stride"),

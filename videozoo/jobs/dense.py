@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from videozoo.data.datasets import VideoItem, VideoList, load_video_list
+from videozoo.data.datasets import VideoItem, load_video_list
 from videozoo.engine import Engine
 from videozoo.engine.views import Views, count_views, stack_views
 from videozoo.io import Frame, open_video
@@ -396,13 +396,19 @@ def dense_features(
             timeline = native_timeline(decoded())
             interval = 1.0 / video_fps if video_fps else 0.0
         stream = WindowStream(plan, interval)
+
+        def add(w: DenseWindow) -> None:
+            views = window_views(engine, w, video_fps or None)
+            w.frames = []  # the clip is in its views now; the frames go once no other window holds them
+            pending.append((w, views))
+
         for tf in timeline:
             for w in stream.push(tf):
-                pending.append((w, window_views(engine, w, video_fps or None)))
+                add(w)
                 if sum(count_views(v) for _, v in pending) >= batch:
                     flush()
         for w in stream.finish():
-            pending.append((w, window_views(engine, w, video_fps or None)))
+            add(w)
         flush()
     dim = rows[0].shape[1] if rows else int(getattr(engine.model, "num_features", 0))
     feats = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
@@ -473,17 +479,16 @@ def extract_dense(cfg: DenseConfig) -> dict[str, Any]:
             "--resume with random weights (--weights none): each run draws other weights, so the "
             "features would not belong together; save the model (videozoo.save_model) and pass the file"
         )
-    items = (
-        load_video_list(cfg.data).items
-        if cfg.data
-        else VideoList([VideoItem(str(v), None) for v in cfg.videos or []], [], "").items
-    )
+    if cfg.data:
+        items = load_video_list(cfg.data).items
+    else:
+        items = [VideoItem(str(v), None) for v in cfg.videos or []]
     names = output_names(items)
+    out = prepare_out(cfg.out)  # a bad --out fails before the model is loaded
     engine = Engine.build(
         cfg.model, weights=cfg.weights, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size
     )
     check_clip_frames(engine, plan.clip_frames)
-    out = prepare_out(cfg.out)
     with RunLock(out, wait=cfg.wait):
         return _run(cfg, plan, engine, items, names, out)
 
