@@ -350,11 +350,13 @@ def check_clip_frames(engine: Engine, clip_frames: int) -> None:
 
 def window_views(engine: Engine, window: DenseWindow, video_fps: float | None) -> Views:
     """The window's clip through the engine's transform: (1, C, N, crop, crop), or [slow, fast]."""
-    first = window.frames[0].rgb()
-    x = torch.empty((3, len(window.frames), *first.shape[1:]), dtype=torch.uint8)  # (C, N, H, W)
+    first = window.frames[0].rgb().numpy()  # (C, H, W) uint8, contiguous
+    # Plain block copies in numpy, in this thread: a torch copy of a few small uint8 frames wakes
+    # the intra-op thread pool, which on a busy machine costs more than the whole transform.
+    x = np.empty((3, len(window.frames), *first.shape[1:]), dtype=np.uint8)  # (C, N, H, W)
     for i, f in enumerate(window.frames):
-        x[:, i] = f.rgb()
-    return engine.transform(x, video_fps=video_fps, presampled=True)
+        x[:, i] = f.rgb().numpy()
+    return engine.transform(torch.from_numpy(x), video_fps=video_fps, presampled=True)
 
 
 def windows_per_batch(engine: Engine, clip_frames: int) -> int:
