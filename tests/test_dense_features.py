@@ -19,13 +19,14 @@ from videozoo.models.registry import get_spec
 MODEL = "motion_tiny"  # packaged weights, a 64x64 crop: the cheapest zoo model to run
 
 
-def _brute_force_count(frames: int, n: int, s: int, last: str) -> int:
+def _brute_force_count(frames: int, n: int, s: int, last: str, lookahead: int = 0) -> int:
     # The definition the formula stands for: windows start at 0, S, 2S, ... before the end;
-    # `drop` keeps the whole ones, `pad` keeps them up to the first that reaches the end.
+    # `drop` keeps the whole ones (followed by `lookahead` more frames), `pad` keeps them up to the
+    # first that reaches the end.
     count = 0
     for k in range(frames):
         start = k * s
-        if start >= frames or (last == "drop" and start + n > frames):
+        if start >= frames or (last == "drop" and start + n + lookahead > frames):
             break
         count += 1
         if last == "pad" and start + n >= frames:
@@ -72,19 +73,34 @@ def test_count_formula_table(frames, n, s, last, expected):
 
 @pytest.mark.parametrize("frames", range(0, 40))
 @pytest.mark.parametrize(("n", "s"), [(1, 1), (4, 1), (4, 3), (5, 5), (3, 7), (16, 4)])
-@pytest.mark.parametrize("last", ["drop", "pad"])
-def test_count_formula_is_its_definition(frames, n, s, last):
-    assert DensePlan(n, s, last=last).count(frames) == _brute_force_count(frames, n, s, last)
+@pytest.mark.parametrize(("last", "lookahead"), [("drop", 0), ("pad", 0), ("drop", 1), ("drop", 3)])
+def test_count_formula_is_its_definition(frames, n, s, last, lookahead):
+    count = DensePlan(n, s, last=last, lookahead=lookahead).count(frames)
+    assert count == _brute_force_count(frames, n, s, last, lookahead)
+
+
+@pytest.mark.parametrize(("frames", "expected"), [(64, 0), (65, 1), (128, 1), (129, 2), (200, 3)])
+def test_video_features_count_needs_one_frame_past_each_stack(frames, expected):
+    # video_features runs a 64-frame stack once the 65th frame is read: floor((F - 65) / 64) + 1.
+    plan = get_preset("video-features-i3d").plan()
+    assert plan.lookahead == 1 and plan.count(frames) == expected == max(0, (frames - 65) // 64 + 1)
+
+
+def test_a_lookahead_applies_to_drop_only():
+    with pytest.raises(ValueError, match="last='drop'"):
+        DensePlan(4, 2, last="pad", lookahead=1)
 
 
 JOB_TABLE = [
-    # frames, clip_frames, stride, last
+    # frames, clip_frames, stride, last[, lookahead]
     (11, 4, 3, "drop"),
     (11, 4, 3, "pad"),
     (3, 4, 2, "drop"),
     (3, 4, 2, "pad"),
     (9, 2, 4, "pad"),
     (16, 8, 8, "drop"),
+    (16, 8, 8, "drop", 1),
+    (17, 8, 8, "drop", 1),
 ]
 
 
@@ -105,6 +121,7 @@ def _run(out, paths, plan: DensePlan, **kwargs):
         stride=plan.stride,
         fps=plan.fps,
         last=plan.last,
+        lookahead=plan.lookahead,
         videos=[str(p) for p in paths],
         weights="default",
         precision="fp32",
@@ -113,9 +130,10 @@ def _run(out, paths, plan: DensePlan, **kwargs):
     return extract_dense(cfg)
 
 
-@pytest.mark.parametrize(("frames", "n", "s", "last"), JOB_TABLE)
-def test_job_writes_the_formulas_count(frames, n, s, last, videos, tmp_path):
-    plan = DensePlan(n, s, last=last)
+@pytest.mark.parametrize("row", JOB_TABLE, ids=lambda row: "-".join(map(str, row)))
+def test_job_writes_the_formulas_count(row, videos, tmp_path):
+    frames, n, s, last, *ahead = row
+    plan = DensePlan(n, s, last=last, lookahead=ahead[0] if ahead else 0)
     summary = _run(tmp_path, [videos[frames]], plan)
     stem = videos[frames].stem
     feats = np.load(tmp_path / f"{stem}.npy")
@@ -127,6 +145,7 @@ def test_job_writes_the_formulas_count(frames, n, s, last, videos, tmp_path):
         assert w["start"] == pytest.approx(w["start_frame"] / 30, abs=1e-5)
         assert w["end"] == pytest.approx(w["end_frame"] / 30, abs=1e-5)
     assert (side["model"], side["clip_frames"], side["stride"], side["last"]) == (MODEL, n, s, last)
+    assert side["lookahead"] == plan.lookahead
     assert side["fps"] == 30 and side["videozoo_version"] and len(side["weights_sha256"]) == 64
 
 
@@ -271,7 +290,14 @@ def test_presets_are_the_published_layouts(monkeypatch, tmp_path, videos):
     assert set(table) == {"video-features-i3d", "actionformer-thumos-i3d", "opentad-slowfast-r50"}
     assert all(p.source and p.model for p in table.values())
     i3d = get_preset("video-features-i3d")
-    assert (i3d.model, i3d.clip_frames, i3d.stride, i3d.fps, i3d.last) == ("i3d_inception_rgb", 64, 64, None, "drop")
+    assert (i3d.model, i3d.clip_frames, i3d.stride, i3d.fps, i3d.last, i3d.lookahead) == (
+        "i3d_inception_rgb",
+        64,
+        64,
+        None,
+        "drop",
+        1,
+    )
     af = get_preset("actionformer-thumos-i3d")
     assert (af.model, af.clip_frames, af.stride, af.fps) == ("i3d_inception_rgb", 16, 4, 30.0)
     sf = get_preset("opentad-slowfast-r50")
@@ -288,6 +314,9 @@ def test_presets_are_the_published_layouts(monkeypatch, tmp_path, videos):
         "drop",
         "actionformer-thumos-i3d",
     )
+    assert cfg.lookahead == 0
+    assert main(["features", str(videos[11]), "--out", str(tmp_path), "--preset", "video-features-i3d"]) == 0
+    assert (seen[1].model, seen[1].clip_frames, seen[1].lookahead) == ("i3d_inception_rgb", 64, 1)
 
 
 def test_a_preset_needs_its_model_in_the_registry(monkeypatch):

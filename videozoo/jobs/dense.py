@@ -7,7 +7,8 @@ the decoded frame nearest to ``t0 + j / fps``, ties to the earlier one, for ever
 holds timeline frames ``[k * stride, k * stride + clip_frames)``. With ``F`` timeline frames, the
 number of windows is
 
-- ``last="drop"``: only whole windows, ``max(0, floor((F - N) / S) + 1)``;
+- ``last="drop"``: only whole windows, ``max(0, floor((F - N - L) / S) + 1)``, where the lookahead
+  ``L`` is 0 except in presets of extractors that read one frame past each window;
 - ``last="pad"``: the windows that start before the end, up to the first that reaches it, a
   partial one filled by repeating the last frame: ``0`` for ``F = 0``, else
   ``min(ceil(F / S), ceil(max(F - N, 0) / S) + 1)`` (``N`` = clip_frames, ``S`` = stride).
@@ -71,12 +72,18 @@ EPS = 1e-6
 @dataclass(frozen=True)
 class DensePlan:
     """``clip_frames`` frames per window, one window every ``stride`` frames, on the video's own
-    timeline or one resampled to ``fps``; ``last``: what happens to a partial last window."""
+    timeline or one resampled to ``fps``; ``last``: what happens to a partial last window.
+
+    ``lookahead`` (``drop`` only; no command-line flag, presets set it): a window is whole only when
+    that many frames follow it, as in extractors that read one frame past each window for their
+    optical-flow pairs and run the RGB stream on the same windows.
+    """
 
     clip_frames: int
     stride: int
     fps: float | None = None
     last: str = DEFAULT_LAST
+    lookahead: int = 0
 
     def __post_init__(self) -> None:
         for flag, value in (("--clip-frames", self.clip_frames), ("--stride", self.stride)):
@@ -88,6 +95,10 @@ class DensePlan:
             raise ValueError(f"--fps must be a positive number of frames per second, got {self.fps!r}")
         if self.last not in LAST_MODES:
             raise ValueError(f"--last must be one of {', '.join(LAST_MODES)}, got {self.last!r}")
+        if isinstance(self.lookahead, bool) or not isinstance(self.lookahead, int) or self.lookahead < 0:
+            raise ValueError(f"lookahead must be a whole number of frames, 0 or more, got {self.lookahead!r}")
+        if self.lookahead and self.last != "drop":
+            raise ValueError("a lookahead applies to whole windows only (last='drop')")
 
     def count(self, frames: int) -> int:
         """How many windows a timeline of ``frames`` frames gives (the module docstring's formula)."""
@@ -95,6 +106,7 @@ class DensePlan:
         if frames < 0:
             raise ValueError(f"a timeline has at least 0 frames, got {frames}")
         if self.last == "drop":
+            n += self.lookahead  # a window counts as whole once its lookahead frames are there too
             return max(0, (frames - n) // s + 1) if frames >= n else 0
         if frames == 0:
             return 0
@@ -117,9 +129,10 @@ class Preset:
     last: str
     source: str
     note: str = ""
+    lookahead: int = 0
 
     def plan(self) -> DensePlan:
-        return DensePlan(self.clip_frames, self.stride, self.fps, self.last)
+        return DensePlan(self.clip_frames, self.stride, self.fps, self.last, self.lookahead)
 
 
 # One entry per published layout; an entry whose model is not in the registry is not offered.
@@ -135,9 +148,9 @@ PRESETS: tuple[Preset, ...] = (
         "video's own frame rate) and models/i3d/extract_i3d.py (a stack runs once it is full; a partial "
         "last stack is not run)",
         "the RGB stream only: video_features also computes a flow stream (PWC-Net or RAFT flow into the flow "
-        "I3D), which this preset does not. video_features reads one frame past each stack (its flow pairs) "
-        "for the RGB stream too, so where the video ends exactly at the end of a window it gives one "
-        "vector fewer than this preset",
+        "I3D), which this preset does not. video_features runs a stack once the frame after it has been "
+        "read (its flow pairs), for the RGB stream too: the preset's lookahead of 1 gives the same count",
+        lookahead=1,
     ),
     Preset(
         "actionformer-thumos-i3d",
@@ -280,8 +293,8 @@ class WindowStream:
             self._held.append(tf)
             self.peak_held = max(self.peak_held, len(self._held))
         out = []
-        n, s = self.plan.clip_frames, self.plan.stride
-        while self._next * s + n <= self.frames:
+        n, s, ahead = self.plan.clip_frames, self.plan.stride, self.plan.lookahead
+        while self._next * s + n + ahead <= self.frames:
             out.append(self._window(self._next * s, self._next * s + n))
         return out
 
@@ -289,7 +302,8 @@ class WindowStream:
         """The partial windows at the end (``pad``), once the timeline has ended."""
         out = []
         while self._next < self.plan.count(self.frames):
-            out.append(self._window(self._next * self.plan.stride, self.frames))
+            start = self._next * self.plan.stride
+            out.append(self._window(start, min(start + self.plan.clip_frames, self.frames)))
         return out
 
     def _window(self, start: int, end: int) -> DenseWindow:
@@ -438,6 +452,7 @@ class DenseConfig:
     stride: int
     fps: float | None = None
     last: str = DEFAULT_LAST
+    lookahead: int = 0  # set by presets (see DensePlan)
     preset: str | None = None
     data: str | None = None
     videos: list[str] | None = None
@@ -451,7 +466,7 @@ class DenseConfig:
 
     @property
     def plan(self) -> DensePlan:
-        return DensePlan(self.clip_frames, self.stride, self.fps, self.last)
+        return DensePlan(self.clip_frames, self.stride, self.fps, self.last, self.lookahead)
 
 
 def output_names(items: list[VideoItem]) -> list[str]:
@@ -548,6 +563,7 @@ def _run(
                 "clip_frames": plan.clip_frames,
                 "stride": plan.stride,
                 "last": plan.last,
+                "lookahead": plan.lookahead,
                 "frames": result.frames,
                 "dim": int(result.features.shape[1]),
                 "precision": engine.precision.name,
