@@ -207,6 +207,17 @@ def test_memory_holds_one_window_of_frames_whatever_the_length(videos):
         assert len(result.features) == plan.count(result.frames)
 
 
+def test_a_preset_crop_is_used_and_recorded(videos, tmp_path, monkeypatch):
+    shapes = []
+    real = dense.window_views
+    monkeypatch.setattr(dense, "window_views", lambda *a: shapes.append(tuple(real(*a).shape)) or real(*a))
+    _run(tmp_path, [videos[11]], DensePlan(4, 4, last="drop"), crop=48)
+    side = json.loads((tmp_path / "v11.json").read_text())
+    assert side["crop"] == 48 and shapes == [(1, 3, 4, 48, 48)] * 2
+    with pytest.raises(ValueError, match="crop 65: must be between 1 and the short side 64"):
+        _run(tmp_path / "big", [videos[11]], DensePlan(4, 4), crop=65)
+
+
 def test_a_resumed_run_computes_only_unfinished_videos(videos, tmp_path, monkeypatch):
     plan = DensePlan(4, 2, last="pad")
     paths = [videos[11], videos[16]]
@@ -301,7 +312,7 @@ def test_presets_are_the_published_layouts(monkeypatch, tmp_path, videos):
     af = get_preset("actionformer-thumos-i3d")
     assert (af.model, af.clip_frames, af.stride, af.fps) == ("i3d_inception_rgb", 16, 4, 30.0)
     sf = get_preset("opentad-slowfast-r50")
-    assert (sf.model, sf.clip_frames, sf.stride) == ("slowfast_r50", 32, 4)
+    assert (sf.model, sf.clip_frames, sf.stride, sf.crop) == ("slowfast_r50", 32, 4, 224)
     seen = []
     monkeypatch.setattr(dense, "extract_dense", lambda cfg: seen.append(cfg) or {"failed": 0})
     assert main(["features", str(videos[11]), "--out", str(tmp_path), "--preset", "actionformer-thumos-i3d"]) == 0
@@ -327,15 +338,21 @@ def test_a_preset_needs_its_model_in_the_registry(monkeypatch):
         get_preset("future-preset")
 
 
-@pytest.mark.parametrize(("preset", "dim"), [("opentad-slowfast-r50", 2304), ("video-features-i3d", 1024)])
-def test_preset_models_give_the_published_width(preset, dim):
+@pytest.mark.parametrize(
+    ("preset", "dim", "positions"), [("opentad-slowfast-r50", 2304, 1), ("video-features-i3d", 1024, 7)]
+)
+def test_preset_models_give_the_published_width(preset, dim, positions):
     # Shapes only (meta device): the preset's clip through the model's features output.
     p = get_preset(preset)
     spec = get_spec(p.model)
+    crop = p.crop or spec.input.crop_size
     with torch.device("meta"):
         model = spec.build().eval()
-        x = torch.zeros(1, 3, p.clip_frames, spec.input.crop_size, spec.input.crop_size)
+        x = torch.zeros(1, 3, p.clip_frames, crop, crop)
         clip = [x[:, :, :: spec.input.slow_alpha], x] if spec.input.slow_alpha else x
+        # SlowFast at the preset's crop: one head position, each pathway's map pooled whole. I3D on
+        # 64 frames: 7 overlapping 2-step positions in time, averaged as video_features does.
+        assert tuple(model.forward_positions(clip).shape) == (1, positions, dim)
         assert tuple(model.forward_features(clip).shape) == (1, dim)
 
 

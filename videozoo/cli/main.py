@@ -155,7 +155,7 @@ def _cmd_dense_features(args: argparse.Namespace) -> int:
         raise ValueError("--backend onnxruntime: dense features run the torch model (any clip length)")
     values = {"clip_frames": args.clip_frames, "stride": args.stride, "fps": args.fps, "last": args.last}
     model = args.model
-    lookahead = 0
+    lookahead, crop = 0, None
     if args.preset is not None:
         preset = get_preset(args.preset)
         for (flag, value), key in zip(_dense_flags(args), values, strict=True):
@@ -167,7 +167,7 @@ def _cmd_dense_features(args: argparse.Namespace) -> int:
             raise ValueError(f"--model {model}: --preset {preset.name} is made with {preset.model}")
         model = preset.model
         values = {"clip_frames": preset.clip_frames, "stride": preset.stride, "fps": preset.fps, "last": preset.last}
-        lookahead = preset.lookahead
+        lookahead, crop = preset.lookahead, preset.crop
     else:
         needed = (
             ("--clip-frames", "clip_frames", "frames per window"),
@@ -184,6 +184,7 @@ def _cmd_dense_features(args: argparse.Namespace) -> int:
         fps=values["fps"],
         last=values["last"] or DEFAULT_LAST,
         lookahead=lookahead,
+        crop=crop,
         preset=args.preset,
         data=args.data,
         videos=args.videos or None,

@@ -34,7 +34,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,7 @@ class Preset:
     source: str
     note: str = ""
     lookahead: int = 0
+    crop: int | None = None  # the centre crop, where the layout's differs from the model's evaluation crop
 
     def plan(self) -> DensePlan:
         return DensePlan(self.clip_frames, self.stride, self.fps, self.last, self.lookahead)
@@ -174,10 +175,14 @@ PRESETS: tuple[Preset, ...] = (
         4,
         None,
         "pad",
-        "OpenTAD (sming256/OpenTAD), its SlowFast-R50 snippet features as the project describes them: "
-        "32-frame clips every 4 frames, 2304-d (2048 slow + 256 fast, each average-pooled)",
-        "not compared with OpenTAD's released files; the last partial window is padded by repeating the "
-        "last frame (a choice: the source does not say)",
+        "OpenTAD (sming256/OpenTAD), tools/prepare_data/thumos/README.md: the THUMOS14 slowfast_r50 features, "
+        "SlowFast-R50-8x8x1 with snippet_stride=4, clip_length=32, frame_interval=1; 2304-d (2048 slow + "
+        "256 fast, each pathway average-pooled)",
+        "a centre 224 crop of the 256 short side, where each pathway's last map is exactly the head's "
+        "pooling window, so its feature is the plain average over the map (at the zoo's 256 test crop the "
+        "head would average four overlapping windows instead); the source gives neither the crop nor what "
+        "happens to the last partial window (padded here); not compared with OpenTAD's released files",
+        crop=224,
     ),
 )
 
@@ -453,6 +458,7 @@ class DenseConfig:
     fps: float | None = None
     last: str = DEFAULT_LAST
     lookahead: int = 0  # set by presets (see DensePlan)
+    crop: int | None = None  # set by presets: a centre crop other than the model's evaluation crop
     preset: str | None = None
     data: str | None = None
     videos: list[str] | None = None
@@ -467,6 +473,21 @@ class DenseConfig:
     @property
     def plan(self) -> DensePlan:
         return DensePlan(self.clip_frames, self.stride, self.fps, self.last, self.lookahead)
+
+
+def build_engine(cfg: DenseConfig) -> Engine:
+    """The engine of the run: the model's own, or with the centre crop ``cfg.crop``."""
+    options: dict[str, Any] = {"device": cfg.device, "precision": cfg.precision, "batch_size": cfg.batch_size}
+    if cfg.crop is None:
+        return Engine.build(cfg.model, weights=cfg.weights, **options)
+    from videozoo.models.factory import create_model
+
+    model = create_model(cfg.model, weights=cfg.weights)
+    inp = model.input_config or get_spec(cfg.model).input
+    if not 0 < cfg.crop <= inp.short_side:
+        raise ValueError(f"crop {cfg.crop}: must be between 1 and the short side {inp.short_side} of {cfg.model}")
+    model.input_config = replace(inp, crop_size=cfg.crop)
+    return Engine(model, inplace=True, **options)
 
 
 def output_names(items: list[VideoItem]) -> list[str]:
@@ -502,9 +523,7 @@ def extract_dense(cfg: DenseConfig) -> dict[str, Any]:
         items = [VideoItem(str(v), None) for v in cfg.videos or []]
     names = output_names(items)
     out = prepare_out(cfg.out)  # a bad --out fails before the model is loaded
-    engine = Engine.build(
-        cfg.model, weights=cfg.weights, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size
-    )
+    engine = build_engine(cfg)
     check_clip_frames(engine, plan.clip_frames)
     with RunLock(out, wait=cfg.wait):
         return _run(cfg, plan, engine, items, names, out)
@@ -519,6 +538,7 @@ def _run(
         weights=None,  # replaced below: the file the weights key resolves to, packaged ones too
         data_sha=data_sha256(cfg.data, videos=cfg.videos),
         dense=asdict(plan),
+        crop=engine.input.crop_size,
         preset=cfg.preset,
         precision=engine.precision.name,
     )
@@ -564,6 +584,7 @@ def _run(
                 "stride": plan.stride,
                 "last": plan.last,
                 "lookahead": plan.lookahead,
+                "crop": engine.input.crop_size,
                 "frames": result.frames,
                 "dim": int(result.features.shape[1]),
                 "precision": engine.precision.name,
