@@ -12,6 +12,7 @@ import videozoo.jobs.dense as dense
 from videogen import make_video, read_index
 from videozoo.cli.main import main
 from videozoo.engine import Engine
+from videozoo.engine.views import count_views
 from videozoo.io import open_video
 from videozoo.jobs.dense import DenseConfig, DensePlan, extract_dense, get_preset, presets
 from videozoo.models.registry import get_spec
@@ -182,9 +183,14 @@ def test_fps_resamples_the_timeline(videos, tmp_path, monkeypatch):
     assert fed == [[math.floor(1.5 * j) for j in range(20)]]
 
 
-def test_dense_features_equal_the_engines_one_window_at_a_time(videos, tmp_path):
+def test_dense_features_equal_the_engines_one_window_at_a_time(videos, tmp_path, monkeypatch):
     plan = DensePlan(8, 3, last="pad")
+    passes = []
+    forward = Engine.forward
+    monkeypatch.setattr(Engine, "forward", lambda self, v, *a: passes.append(count_views(v)) or forward(self, v, *a))
     _run(tmp_path, [videos[30]], plan, batch_size=4)
+    monkeypatch.undo()
+    assert passes == [4, 4, 1]  # --batch-size windows per forward pass, the rest in the last
     got = np.load(tmp_path / "v30.npy")
     engine = Engine.build(MODEL, weights="default", precision="fp32")
     with open_video(videos[30]) as video:

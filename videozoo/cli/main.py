@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--format", default="npy", choices=["npy", "safetensors"])
     p.add_argument("--workers", type=_nonnegative_int, default=None, help="decoding worker processes (default 2)")
-    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="views (dense: windows) per forward pass")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
     dense = p.add_argument_group("dense features (docs/features.md)")

@@ -384,10 +384,18 @@ def windows_per_batch(engine: Engine, clip_frames: int) -> int:
 
 
 def dense_features(
-    engine: Engine, path: str | os.PathLike, plan: DensePlan, *, threads: int | None = None
+    engine: Engine,
+    path: str | os.PathLike,
+    plan: DensePlan,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
 ) -> DenseResult:
-    """The dense features of one video, read once in order (see the module docstring)."""
-    batch = windows_per_batch(engine, plan.clip_frames)
+    """The dense features of one video, read once in order (see the module docstring).
+
+    batch_size: windows per forward pass (default: the engine's, scaled to the window length).
+    """
+    batch = batch_size or windows_per_batch(engine, plan.clip_frames)
     rows: list[np.ndarray] = []
     records: list[dict[str, Any]] = []
     pending: list[tuple[DenseWindow, Views]] = []
@@ -565,7 +573,7 @@ def _run(
             path, name = items[i].path, names[i]
             rec: dict[str, Any] = {"index": i, "video": path, "name": name, "error": None}
             try:
-                result = dense_features(engine, path, plan, threads=cfg.threads)
+                result = dense_features(engine, path, plan, threads=cfg.threads, batch_size=cfg.batch_size)
             except Exception as e:  # one bad video never stops the run
                 reason = str(e) if path in str(e) else f"{path}: {e}"
                 rec["error"] = f"{type(e).__name__}: {reason}"
