@@ -14,8 +14,9 @@ number of windows is
   ``min(ceil(F / S), ceil(max(F - N, 0) / S) + 1)`` (``N`` = clip_frames, ``S`` = stride).
 
 Every window goes to the model whole: the ``N`` frames are its clip (resized, centre-cropped and
-normalised by the engine's transform; two-pathway models take every ``alpha``-th for the slow
-pathway), and the engine's forward pass gives its features. The video is read once, in order
+normalised by the engine's transform; a two-pathway model's slow pathway takes ``N / alpha`` of
+them, spread evenly as the reference packs its pathways), and the engine's forward pass gives its
+features. The video is read once, in order
 (:meth:`videozoo.io.Video.frames`); only the frames of windows not yet complete are held, and a
 frame is converted to RGB only when a window takes it, so memory does not grow with the video.
 
@@ -348,8 +349,8 @@ def check_clip_frames(engine: Engine, clip_frames: int) -> None:
         )
     if cfg.slow_alpha and clip_frames % cfg.slow_alpha:
         raise ValueError(
-            f"--clip-frames {clip_frames}: {engine.model_name}'s slow pathway takes every {cfg.slow_alpha}th "
-            f"frame; use a multiple of {cfg.slow_alpha}"
+            f"--clip-frames {clip_frames}: {engine.model_name}'s slow pathway takes one frame in "
+            f"{cfg.slow_alpha}; use a multiple of {cfg.slow_alpha}"
         )
     # A shape pass on the meta device (no arithmetic) finds clips too short for the network's strides.
     with torch.device("meta"):
