@@ -264,6 +264,13 @@ def test_two_videos_of_one_name_are_refused_before_anything_runs(videos, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
+def test_a_video_named_like_the_manifest_is_refused(videos, tmp_path):
+    clash = tmp_path / "manifest.mp4"
+    clash.write_bytes(videos[11].read_bytes())
+    with pytest.raises(ValueError, match="manifest.mp4: its output name 'manifest' would overwrite"):
+        _run(tmp_path / "o", [clash], DensePlan(4, 4))
+
+
 BAD_FLAGS = [
     (["--dense", "--clip-frames", "0", "--stride", "2"], "--clip-frames"),
     (["--dense", "--clip-frames", "4", "--stride", "x"], "--stride"),

@@ -48,6 +48,7 @@ from videozoo.engine.views import Views, count_views, stack_views
 from videozoo.io import Frame, open_video
 from videozoo.jobs.records import RecordWriter, read_records, repair_tail
 from videozoo.jobs.rundir import (
+    MANIFEST,
     RunError,
     RunLock,
     check_resume,
@@ -505,6 +506,10 @@ def output_names(items: list[VideoItem]) -> list[str]:
     names = []
     for item in items:
         name = Path(item.path.rstrip("/")).stem or Path(item.path).name
+        if name == MANIFEST.removesuffix(".json"):
+            raise ValueError(
+                f"{item.path}: its output name {name!r} would overwrite the run's {MANIFEST}; rename the file"
+            )
         if name in seen:
             raise ValueError(
                 f"{item.path}: has the output name {name!r} of {seen[name]} too; dense features are written "
