@@ -183,6 +183,29 @@ def test_fps_resamples_the_timeline(videos, tmp_path, monkeypatch):
     assert fed == [[math.floor(1.5 * j) for j in range(20)]]
 
 
+@pytest.mark.parametrize("kind", ["vfr", "bframes"])
+def test_resampling_takes_the_nearest_frame_of_any_timing(kind, tmp_path):
+    from videogen import vfr_timestamps
+
+    if kind == "vfr":
+        path = make_video(tmp_path / "v.mp4", num_frames=30, timestamps=vfr_timestamps(30), width=64, height=48)
+    else:
+        path = make_video(tmp_path / "v.mp4", num_frames=40, fps=30, bframes=True, width=64, height=48)
+    with open_video(path) as video:
+        pts = [f.pts_sec for f in video.frames()]
+    with open_video(path) as video:
+        timeline = list(dense.resampled_timeline(video.frames(), 10.0, None))
+    end = pts[-1] + (pts[-1] - pts[-2])
+    assert [tf.index for tf in timeline] == list(range(math.ceil((end - pts[0]) * 10 - 1e-6)))
+    for tf in timeline:
+        assert tf.time == pytest.approx(pts[0] + tf.index / 10)
+        shown = read_index(tf.frame.rgb().permute(1, 2, 0).numpy())
+        best = min(abs(t - tf.time) for t in pts)
+        assert abs(pts[shown] - tf.time) <= best + 1e-6  # the nearest decoded frame
+        # On a tie, the earlier one.
+        assert all(abs(pts[i] - tf.time) > best + 1e-6 for i in range(shown))
+
+
 def test_dense_features_equal_the_engines_one_window_at_a_time(videos, tmp_path, monkeypatch):
     plan = DensePlan(8, 3, last="pad")
     passes = []
