@@ -287,6 +287,15 @@ def test_two_videos_of_one_name_are_refused_before_anything_runs(videos, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
+def test_a_dataset_spec_gives_the_videos(videos, tmp_path):
+    spec = tmp_path / "list.csv"
+    spec.write_text(f"path\n{videos[11]}\n{videos[16]}\n")
+    cfg = DenseConfig(model=MODEL, out=str(tmp_path / "o"), clip_frames=4, stride=4, data=str(spec), weights="default")
+    summary = extract_dense(cfg)
+    assert (summary["computed"], summary["failed"]) == (2, 0)
+    assert np.load(tmp_path / "o" / "v11.npy").shape[0] == 3 and np.load(tmp_path / "o" / "v16.npy").shape[0] == 4
+
+
 def test_a_video_named_like_the_manifest_is_refused(videos, tmp_path):
     clash = tmp_path / "manifest.mp4"
     clash.write_bytes(videos[11].read_bytes())
