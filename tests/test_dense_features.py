@@ -72,12 +72,12 @@ def test_count_formula_table(frames, n, s, last, expected):
     assert all(a == k * s and b == min(a + n, frames) and a < b for k, (a, b) in enumerate(ranges))
 
 
-@pytest.mark.parametrize("frames", range(0, 40))
-@pytest.mark.parametrize(("n", "s"), [(1, 1), (4, 1), (4, 3), (5, 5), (3, 7), (16, 4)])
 @pytest.mark.parametrize(("last", "lookahead"), [("drop", 0), ("pad", 0), ("drop", 1), ("drop", 3)])
-def test_count_formula_is_its_definition(frames, n, s, last, lookahead):
-    count = DensePlan(n, s, last=last, lookahead=lookahead).count(frames)
-    assert count == _brute_force_count(frames, n, s, last, lookahead)
+def test_count_formula_is_its_definition(last, lookahead):
+    for n, s in [(1, 1), (4, 1), (4, 3), (5, 5), (3, 7), (16, 4)]:
+        for frames in range(0, 40):
+            count = DensePlan(n, s, last=last, lookahead=lookahead).count(frames)
+            assert count == _brute_force_count(frames, n, s, last, lookahead), (frames, n, s)
 
 
 @pytest.mark.parametrize(("frames", "expected"), [(64, 0), (65, 1), (128, 1), (129, 2), (200, 3)])
