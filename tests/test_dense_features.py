@@ -3,6 +3,7 @@ flags, resumption, and equality with the engine's features of each window taken 
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -262,9 +263,31 @@ def test_a_resumed_run_computes_only_unfinished_videos(videos, tmp_path, monkeyp
     assert calls == [str(videos[16])] and summary["computed"] == 1 and summary["skipped"] == 1
     assert ((tmp_path / "v11.npy").stat().st_mtime_ns, (tmp_path / "v11.json").read_text()) == first
     assert np.load(tmp_path / "v16.npy").shape[0] == plan.count(16)
-    assert _run(tmp_path, paths, plan, resume=True)["computed"] == 0
-    with pytest.raises(ValueError, match="dense"):
-        _run(tmp_path, paths, DensePlan(4, 3, last="pad"), resume=True)
+    # The same settings without --resume: the finished videos are kept all the same.
+    assert _run(tmp_path, paths, plan)["computed"] == 0
+    assert ((tmp_path / "v11.npy").stat().st_mtime_ns, (tmp_path / "v11.json").read_text()) == first
+
+
+def test_other_settings_are_refused_unless_asked_to_overwrite(videos, tmp_path):
+    paths = [videos[11], videos[16]]
+    assert _run(tmp_path, paths, DensePlan(4, 2))["computed"] == 2
+    for resume in (False, True):
+        with pytest.raises(ValueError, match=r"(?s)pass --overwrite.*dense: .*'stride': 2.*'stride': 3"):
+            _run(tmp_path, paths, DensePlan(4, 3), resume=resume)
+    assert json.loads((tmp_path / "v11.json").read_text())["stride"] == 2  # untouched
+    assert _run(tmp_path, paths, DensePlan(4, 3), overwrite=True)["computed"] == 2
+    assert json.loads((tmp_path / "v11.json").read_text())["stride"] == 3
+    assert np.load(tmp_path / "v11.npy").shape[0] == DensePlan(4, 3).count(11)
+    with pytest.raises(ValueError, match="--overwrite: replaces"):
+        _run(tmp_path, paths, DensePlan(4, 3), overwrite=True, resume=True)
+
+
+def test_random_weights_are_never_continued(videos, tmp_path):
+    cfg = DenseConfig(model=MODEL, out=str(tmp_path), clip_frames=4, stride=4, videos=[str(videos[11])], weights=None)
+    assert extract_dense(cfg)["computed"] == 1
+    with pytest.raises(ValueError, match="random weights"):
+        extract_dense(cfg)
+    assert extract_dense(replace(cfg, overwrite=True))["computed"] == 1
 
 
 def test_a_video_that_cannot_be_read_is_recorded_and_the_run_goes_on(videos, tmp_path):
@@ -318,6 +341,8 @@ BAD_FLAGS = [
     (["--dense", "--clip-frames", "4", "--stride", "2", "--views", "10x3"], "--views"),
     (["--dense", "--clip-frames", "4", "--stride", "2", "--format", "safetensors"], "--format"),
     (["--dense", "--clip-frames", "4", "--stride", "2", "--workers", "3"], "--workers"),
+    (["--overwrite"], "--overwrite"),
+    (["--dense", "--clip-frames", "4", "--stride", "2", "--resume", "--overwrite"], "--overwrite"),
     (
         ["--dense", "--clip-frames", "8", "--stride", "2", "--model", "mvit_base_16x4", "--weights", "none"],
         "--clip-frames",

@@ -106,7 +106,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_features(args: argparse.Namespace) -> int:
     if args.dense or args.preset is not None:
         return _cmd_dense_features(args)
-    for flag, value in _dense_flags(args):
+    for flag, value in _dense_flags(args) + _dense_only_flags(args):
         if value is not None:
             raise ValueError(f"{flag}: only for dense features (add --dense, or use a --preset)")
     from videozoo.jobs.features import FeatureConfig, extract_features
@@ -139,6 +139,10 @@ def _dense_flags(args: argparse.Namespace) -> list[tuple[str, object]]:
         ("--fps", args.fps),
         ("--last", args.last),
     ]
+
+
+def _dense_only_flags(args: argparse.Namespace) -> list[tuple[str, object]]:
+    return [("--overwrite", args.overwrite or None)]
 
 
 def _cmd_dense_features(args: argparse.Namespace) -> int:
@@ -193,6 +197,7 @@ def _cmd_dense_features(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         resume=args.resume,
+        overwrite=args.overwrite,
         wait=args.wait,
     )
     summary = extract_dense(cfg)
@@ -513,6 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["pad", "drop"],
         default=None,
         help="a last window reaching past the end: pad (repeat the last frame; the default) or drop",
+    )
+    dense.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of a run with other settings in --out (the same settings: finished videos are kept)",
     )
     dense.add_argument(
         "--preset",

@@ -24,8 +24,9 @@ A run writes, per video, ``<name>.npy`` (float32, ``(windows, D)``) and ``<name>
 weights sha256, preset, timeline rate, clip length, stride, ``windows`` as ``{"start_frame",
 "end_frame", "start", "end"}`` with half-open frame ranges on the timeline and seconds, and the
 videozoo version), each atomically; ``index.jsonl`` records each finished video and
-``manifest.json`` the run's identity, so ``--resume`` skips finished videos and refuses other
-settings (:mod:`videozoo.jobs.rundir`).
+``manifest.json`` the run's identity (:mod:`videozoo.jobs.rundir`). A run into a folder that holds
+results of the same settings keeps the finished videos and computes the rest (``--resume`` says so
+explicitly); results of other settings are refused unless ``overwrite`` replaces them.
 """
 
 from __future__ import annotations
@@ -49,12 +50,13 @@ from videozoo.io import Frame, open_video
 from videozoo.jobs.records import RecordWriter, read_records, repair_tail
 from videozoo.jobs.rundir import (
     MANIFEST,
+    ResumeMismatchError,
     RunError,
     RunLock,
-    check_resume,
     data_sha256,
     file_sha256,
     identity,
+    manifest_differences,
     prepare_out,
     write_manifest,
     write_text_atomic,
@@ -477,7 +479,8 @@ class DenseConfig:
     device: str = "cpu"
     batch_size: int | None = None
     threads: int | None = None
-    resume: bool = False
+    resume: bool = False  # what a run does anyway: finished videos of the same settings are kept
+    overwrite: bool = False  # replace the results of a run with other settings in `out`
     wait: bool = False
 
     @property
@@ -526,6 +529,8 @@ def extract_dense(cfg: DenseConfig) -> dict[str, Any]:
     get_spec(cfg.model)
     if not cfg.data and not cfg.videos:
         raise ValueError("give a dataset spec (--data) or video files")
+    if cfg.resume and cfg.overwrite:
+        raise ValueError("--overwrite: replaces the results that --resume would continue; give one of them")
     if cfg.resume and cfg.weights is None:
         raise ValueError(
             "--resume with random weights (--weights none): each run draws other weights, so the "
@@ -557,8 +562,20 @@ def _run(
         precision=engine.precision.name,
     )
     ident["weights_sha256"] = weights_sha256(cfg.model, cfg.weights)
-    if cfg.resume and index_path.exists():
-        check_resume(out, ident, job="dense-features")
+    previous = index_path.exists() or (out / MANIFEST).exists()
+    if previous and not cfg.overwrite:
+        # The same settings go on where the last run stopped; other settings are refused.
+        differences = manifest_differences(out, ident, job="dense-features")
+        if differences:
+            raise ResumeMismatchError(
+                f"--out {out}: holds results of a run with other settings; pass --overwrite to replace "
+                "them, or choose another --out:\n  " + "\n  ".join(differences)
+            )
+        if cfg.weights is None:
+            raise ValueError(
+                f"--out {out}: holds features of random weights (--weights none), which another run "
+                "cannot continue (it draws other weights); pass --overwrite to start afresh"
+            )
     else:
         for rec in read_records(index_path):
             for suffix in (".npy", ".json"):
