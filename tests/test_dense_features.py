@@ -268,6 +268,18 @@ def test_a_resumed_run_computes_only_unfinished_videos(videos, tmp_path, monkeyp
     assert ((tmp_path / "v11.npy").stat().st_mtime_ns, (tmp_path / "v11.json").read_text()) == first
 
 
+def test_another_list_into_the_same_folder_reuses_finished_videos(videos, tmp_path):
+    plan = DensePlan(4, 2)
+    assert _run(tmp_path, [videos[11]], plan)["computed"] == 1
+    summary = _run(tmp_path, [videos[11], videos[16]], plan)
+    assert (summary["computed"], summary["skipped"]) == (1, 1)
+    twin = tmp_path / "elsewhere" / "v16.mp4"
+    twin.parent.mkdir()
+    twin.write_bytes(videos[9].read_bytes())
+    with pytest.raises(ValueError, match=r"v16\.npy already holds the features of .*/v16\.mp4"):
+        _run(tmp_path, [twin], plan)
+
+
 def test_other_settings_are_refused_unless_asked_to_overwrite(videos, tmp_path):
     paths = [videos[11], videos[16]]
     assert _run(tmp_path, paths, DensePlan(4, 2))["computed"] == 2
@@ -297,6 +309,11 @@ def test_a_video_that_cannot_be_read_is_recorded_and_the_run_goes_on(videos, tmp
     assert summary["failed"] == 1 and summary["computed"] == 1
     records = [json.loads(line) for line in (tmp_path / "out" / "index.jsonl").read_text().splitlines()]
     assert "broken.mp4" in records[0]["error"] and records[1]["windows"] == 2
+    # A video that failed is tried again by the next run; the finished one is kept.
+    bad.write_bytes(videos[9].read_bytes())
+    summary = _run(tmp_path / "out", [bad, videos[11]], DensePlan(4, 4, last="drop"))
+    assert (summary["computed"], summary["skipped"], summary["failed"]) == (1, 1, 0)
+    assert np.load(tmp_path / "out" / "broken.npy").shape[0] == 2
 
 
 def test_two_videos_of_one_name_are_refused_before_anything_runs(videos, tmp_path):

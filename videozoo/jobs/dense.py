@@ -53,7 +53,6 @@ from videozoo.jobs.rundir import (
     ResumeMismatchError,
     RunError,
     RunLock,
-    data_sha256,
     file_sha256,
     identity,
     manifest_differences,
@@ -555,7 +554,9 @@ def _run(
     ident = identity(
         model=cfg.model,
         weights=None,  # replaced below: the file the weights key resolves to, packaged ones too
-        data_sha=data_sha256(cfg.data, videos=cfg.videos),
+        # Each video's output stands alone: another list of videos may go into the same folder (a
+        # finished video is recognised by its path and output name, below).
+        data_sha="not part of the identity: one output per video",
         dense=asdict(plan),
         crop=engine.input.crop_size,
         preset=cfg.preset,
@@ -584,12 +585,21 @@ def _run(
         index_path.unlink(missing_ok=True)
         write_manifest(out, ident, job="dense-features", about={"weights": cfg.weights, "data": cfg.data})
     repair_tail(index_path)
+    # The latest record of each output name: a video that failed before is tried again.
+    latest = {r["name"]: r for r in read_records(index_path) if r.get("name")}
+    for item, name in zip(items, names, strict=True):
+        prior = latest.get(name)
+        if prior is not None and prior["video"] != item.path and not prior.get("error"):
+            raise ValueError(
+                f"{item.path}: {out / (name + '.npy')} already holds the features of {prior['video']}; rename "
+                "the file, choose another --out, or pass --overwrite to start the folder afresh"
+            )
     done = {
-        r["index"]
-        for r in read_records(index_path)
-        if r.get("error") or ((out / f"{r['name']}.npy").exists() and (out / f"{r['name']}.json").exists())
+        name
+        for name, r in latest.items()
+        if not r.get("error") and (out / f"{name}.npy").exists() and (out / f"{name}.json").exists()
     }
-    todo = [i for i in range(len(items)) if i not in done]
+    todo = [i for i in range(len(items)) if names[i] not in done]
     computed = windows = 0
     with RecordWriter(index_path) as index:
         for i in todo:
@@ -635,12 +645,12 @@ def _run(
                 ) from e
             computed += 1
             windows += len(result.windows)
-    records = read_records(index_path)
+    latest = {r["name"]: r for r in read_records(index_path) if r.get("name")}
     return {
         "videos": len(items),
         "computed": computed,
         "skipped": len(items) - len(todo),
-        "failed": sum(1 for r in records if r.get("error")),
+        "failed": sum(1 for name in names if latest.get(name, {}).get("error")),
         "windows": windows,
         "out": str(out),
     }
