@@ -578,10 +578,10 @@ def _run(
                 "cannot continue (it draws other weights); pass --overwrite to start afresh"
             )
     else:
-        for rec in read_records(index_path):
+        for earlier in read_records(index_path):
             for suffix in (".npy", ".json"):
-                if rec.get("name"):
-                    (out / f"{rec['name']}{suffix}").unlink(missing_ok=True)
+                if earlier.get("name"):
+                    (out / f"{earlier['name']}{suffix}").unlink(missing_ok=True)
         index_path.unlink(missing_ok=True)
         write_manifest(out, ident, job="dense-features", about={"weights": cfg.weights, "data": cfg.data})
     repair_tail(index_path)

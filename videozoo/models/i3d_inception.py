@@ -81,7 +81,7 @@ class Unit3D(nn.Module):
         self.kernel, self.stride = kernel, stride
         # Stride 1 and an odd kernel: "same" padding is k // 2 on both sides for any input size.
         self.pad_inside = stride == (1, 1, 1) and all(k % 2 for k in kernel)
-        padding = tuple(k // 2 for k in kernel) if self.pad_inside else (0, 0, 0)
+        padding = (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2) if self.pad_inside else (0, 0, 0)
         self.conv3d = nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm3d(cout, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.relu = nn.ReLU(inplace=True)
