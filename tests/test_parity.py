@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import videozoo
-from fixtures_util import FIXTURES, fixture_files, fixture_input, load_fixture
+from fixtures_util import FIXTURES, fixture_files, fixture_input, fixture_stem, load_fixture
 
 if not FIXTURES.is_dir():
     pytest.skip(f"reference fixtures not found at {FIXTURES}", allow_module_level=True)
 
-STEMS = [p.stem for p in fixture_files()]
+STEMS = [fixture_stem(p) for p in fixture_files()]
 MULTI_POSITION = "x3d_xs"  # its test-crop fixture also runs in the default set
 
 
@@ -45,11 +45,28 @@ def test_reference_output(stem, official_checkpoint):
     model = videozoo.create_model(fx["model"], weights=str(official_checkpoint(stem)))
     assert sum(p.numel() for p in model.parameters()) == fx["params"]
     x = fixture_input(fx)
+    # The per-position features of the same pass, for the fixtures that hold them (one forward pass).
+    seen: list[torch.Tensor] = []
+    own = model.forward_positions
+    model.forward_positions = lambda clip: seen.append(own(clip)) or seen[-1]
     with torch.inference_mode():
-        out = model.scores(x) if fx["output_kind"].startswith("probabilities") else model(x)
-    ref = torch.tensor(fx["output_float64"], dtype=torch.float64)
-    err = (out[0].double() - ref).abs().max().item()
-    assert err <= 1e-4 * ref.abs().max().item(), f"{stem}: max abs error {err:.3e} vs max |ref| {ref.abs().max():.3e}"
+        logits, scores, features = model.inference_outputs(x)
+    positions = seen[0]
+    out = scores if fx["output_kind"].startswith("probabilities") else logits
+    _check(stem, "output", out[0], fx["output_float64"])
+    if "features_float64" in fx:
+        # The clip feature, pooled as the reference's feature extraction pools it (features_note).
+        n = len(fx["features_float64"])
+        _check(stem, "features", features[0, :n], fx["features_float64"])
+        _check(stem, "features per step", positions[0, :, :n].T, fx["features_per_step_float64"])
+
+
+def _check(stem: str, what: str, out: torch.Tensor, expected: list) -> None:
+    ref = torch.tensor(expected, dtype=torch.float64)
+    assert out.shape == ref.shape, f"{stem} {what}: shape {tuple(out.shape)} vs {tuple(ref.shape)}"
+    err = (out.double() - ref).abs().max().item()
+    scale = ref.abs().max().item()
+    assert err <= 1e-4 * scale, f"{stem} {what}: max abs error {err:.3e} vs max |ref| {scale:.3e}"
 
 
 def test_default_set_covers_every_model_once_and_several_positions():

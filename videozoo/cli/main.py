@@ -107,18 +107,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
+    if args.dense or args.preset is not None:
+        return _cmd_dense_features(args)
+    for flag, value in _dense_flags(args) + _dense_only_flags(args):
+        if value is not None:
+            raise ValueError(f"{flag}: only for dense features (add --dense, or use a --preset)")
     from videozoo.jobs.features import FeatureConfig, extract_features
 
     cfg = FeatureConfig(
         backend=args.backend,
-        model=args.model,
+        model=args.model or "slow_r50",
         out=args.out,
         data=args.data,
         videos=args.videos or None,
         weights=args.weights,
         views=args.views,
         format=args.format,
-        workers=args.workers,
+        workers=2 if args.workers is None else args.workers,
         batch_size=args.batch_size,
         precision=args.precision,
         device=args.device,
@@ -127,6 +132,79 @@ def _cmd_features(args: argparse.Namespace) -> int:
         stall_timeout=args.stall_timeout,
     )
     summary = extract_features(cfg)
+    print(json.dumps(summary))
+    return 1 if summary["failed"] else 0
+
+
+def _dense_flags(args: argparse.Namespace) -> list[tuple[str, object]]:
+    return [
+        ("--clip-frames", args.clip_frames),
+        ("--stride", args.stride),
+        ("--fps", args.fps),
+        ("--last", args.last),
+    ]
+
+
+def _dense_only_flags(args: argparse.Namespace) -> list[tuple[str, object]]:
+    return [("--overwrite", args.overwrite or None)]
+
+
+def _cmd_dense_features(args: argparse.Namespace) -> int:
+    from videozoo.jobs.dense import DEFAULT_LAST, DenseConfig, extract_dense, get_preset
+
+    # Settings of the pooled-features job that dense features do not take: refused, not ignored.
+    if str(args.views) != "1x1":
+        raise ValueError(f"--views {args.views}: dense features take one centre-cropped view per window (1x1)")
+    if args.format != "npy":
+        raise ValueError(f"--format {args.format}: dense features are written as one .npy per video")
+    if args.workers is not None:
+        raise ValueError("--workers: dense features decode each video once, in order, in this process")
+    if args.backend == "onnxruntime":
+        raise ValueError("--backend onnxruntime: dense features run the torch model (any clip length)")
+    values = {"clip_frames": args.clip_frames, "stride": args.stride, "fps": args.fps, "last": args.last}
+    model = args.model
+    lookahead, crop = 0, None
+    if args.preset is not None:
+        preset = get_preset(args.preset)
+        for (flag, value), key in zip(_dense_flags(args), values, strict=True):
+            if value is not None:
+                raise ValueError(
+                    f"{flag}: --preset {preset.name} sets it ({getattr(preset, key)}); leave one of them out"
+                )
+        if model is not None and model != preset.model:
+            raise ValueError(f"--model {model}: --preset {preset.name} is made with {preset.model}")
+        model = preset.model
+        values = {"clip_frames": preset.clip_frames, "stride": preset.stride, "fps": preset.fps, "last": preset.last}
+        lookahead, crop = preset.lookahead, preset.crop
+    else:
+        needed = (
+            ("--clip-frames", "clip_frames", "frames per window"),
+            ("--stride", "stride", "frames between starts"),
+        )
+        for flag, key, what in needed:
+            if values[key] is None:
+                raise ValueError(f"--dense needs {flag} ({what}), or a --preset")
+    cfg = DenseConfig(
+        model=model or "slow_r50",
+        out=args.out,
+        clip_frames=values["clip_frames"],
+        stride=values["stride"],
+        fps=values["fps"],
+        last=values["last"] or DEFAULT_LAST,
+        lookahead=lookahead,
+        crop=crop,
+        preset=args.preset,
+        data=args.data,
+        videos=args.videos or None,
+        weights=args.weights,
+        precision=args.precision,
+        device=args.device,
+        batch_size=args.batch_size,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        wait=args.wait,
+    )
+    summary = extract_dense(cfg)
     print(json.dumps(summary))
     return 1 if summary["failed"] else 0
 
@@ -309,6 +387,16 @@ def _positive_float(value: str) -> float:
     return x
 
 
+def _positive_fps(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of frames per second, got {value!r}") from None
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of frames per second, got {value}")
+    return x
+
+
 def _positive_seconds(value: str) -> float:
     try:
         x = float(value)
@@ -430,12 +518,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset spec instead of video files")
     p.add_argument("--out", required=True)
     p.add_argument("--format", default="npy", choices=["npy", "safetensors"])
-    p.add_argument("--workers", type=_nonnegative_int, default=2)
-    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--workers", type=_nonnegative_int, default=None, help="decoding worker processes (default 2)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="views (dense: windows) per forward pass")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
     _add_stall_arg(p)
-    p.set_defaults(func=_cmd_features)
+    dense = p.add_argument_group("dense features (docs/features.md)")
+    dense.add_argument(
+        "--dense", action="store_true", help="one vector per window of --clip-frames frames every --stride frames"
+    )
+    dense.add_argument("--clip-frames", type=_positive_int, default=None, help="frames per window")
+    dense.add_argument("--stride", type=_positive_int, default=None, help="frames from one window's start to the next")
+    dense.add_argument(
+        "--fps", type=_positive_fps, default=None, help="resample each video to this rate first (default: its own)"
+    )
+    dense.add_argument(
+        "--last",
+        choices=["pad", "drop"],
+        default=None,
+        help="a last window reaching past the end: pad (repeat the last frame; the default) or drop",
+    )
+    dense.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of a run with other settings in --out (the same settings: finished videos are kept)",
+    )
+    dense.add_argument(
+        "--preset",
+        default=None,
+        help="a published layout: video-features-i3d, actionformer-thumos-i3d, opentad-slowfast-r50",
+    )
+    # The model comes from --preset where one is given (slow_r50 otherwise).
+    p.set_defaults(func=_cmd_features, model=None)
 
     p = sub.add_parser("timeline", help="actions over time in a long video or a live stream (JSON, CSV, plot)")
     p.add_argument("video", metavar="VIDEO", help="a video file, - for a stream on standard input, a URL or a camera")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 
-from videozoo.models import i3d_caffe2, motion_tiny, mvit, resnet, s3d, slowfast, tv_resnet, x3d  # noqa: F401  (they register)
+from videozoo.models import i3d_caffe2, i3d_inception, motion_tiny, mvit, resnet, s3d, slowfast, tv_resnet, x3d  # noqa: F401  (they register)
 from videozoo.models.spec import SPECS, ModelSpec
 
 _REGISTRY = SPECS
