@@ -55,3 +55,28 @@ def test_quick_demo_writes_the_report(tmp_path, offline, capsys):
     for name in ("timeline.json", "timeline.csv", "overlay.mp4"):
         assert (out / "timeline" / name).is_file(), name
     assert "## Timeline of a longer video" in report
+
+
+def test_a_second_demo_in_the_same_folder_starts_afresh_and_a_foreign_folder_is_refused(tmp_path):
+    from videozoo.cli.demo import DEMO_MARK, prepare_demo_folder
+
+    out = tmp_path / "demo-output"
+    prepare_demo_folder(out)  # new
+    (out / "finetune").mkdir()
+    (out / "finetune" / "checkpoint_last.pth").write_bytes(b"x")  # what stopped a second `make demo`
+    (out / "summary.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")  # not the demo's: kept
+    prepare_demo_folder(out)
+    assert not (out / "finetune").exists() and not (out / "summary.json").exists()
+    assert (out / "notes.txt").read_text() == "mine" and (out / DEMO_MARK).is_file()
+
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "a.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="did not write"):
+        prepare_demo_folder(foreign)
+    assert (foreign / "a.jpg").exists()
+    afile = tmp_path / "f"
+    afile.write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        prepare_demo_folder(afile)

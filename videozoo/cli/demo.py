@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,10 +97,32 @@ class _Steps:
         return time.perf_counter() - self.start
 
 
+# Written into the demo's folder: a later demo may replace what it finds there, and nothing else.
+DEMO_MARK = ".videozoo-demo"
+# What a demo writes in its folder (replaced by the next demo run in the same folder).
+DEMO_OUTPUTS = ("clips", "data", "eval_clip", "eval_multi-view", "finetune", "eval_finetune", "timeline")
+
+
+def prepare_demo_folder(out: Path) -> None:
+    """An empty or new folder, or one a previous demo wrote (its outputs are removed: each demo runs afresh)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / DEMO_MARK).is_file():
+            raise ValueError(f"--out {out}: holds files that a demo did not write; choose an empty or new folder")
+        print(f"demo: replacing the previous demo's output in {out}", flush=True)
+        for name in DEMO_OUTPUTS:
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in ("report.md", "summary.json"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARK).write_text("written by `videozoo demo`; the next demo run in this folder replaces its outputs\n")
+
+
 def run_demo(out: str | Path = "demo-output", *, quick: bool = False, recipe: DemoRecipe | None = None) -> int:
     recipe = recipe or (QUICK if quick else DemoRecipe())
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_demo_folder(out)
     steps = _Steps()
 
     predictions = steps.run("predict", lambda: predict_clips(recipe, out / "clips"))
