@@ -29,6 +29,8 @@ OTHER_MODELS = {
 EMBEDDED_MODELS = {"motion_tiny"}
 # Video transformers: publishers' layouts (transformers directories, DeepSpeed containers).
 TRANSFORMER_MODELS = {
+    "timesformer_b_k400",
+    "vivit_b_k400",
     *(f"videomae_{size}_k400" for size in "sblh"),
     *(f"videomaev2_{size}_{head}" for size in "sb" for head in ("k400", "k710")),
 }

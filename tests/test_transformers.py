@@ -35,9 +35,9 @@ if not TRANSFORMER_FIXTURES.is_dir():
 STEMS = sorted(p.stem for p in TRANSFORMER_FIXTURES.glob("*.json"))
 REGISTERED = [s for s in STEMS if load_transformer_fixture(s)["model"] in list_models()]
 # The fixtures this part of the zoo must reproduce; the others arrive with their families.
-REQUIRED = {"videomae_s_k400", "videomae_b_k400", "videomaev2_b_k710"}
+REQUIRED = {"videomae_s_k400", "videomae_b_k400", "videomaev2_b_k710", "timesformer_b_k400", "vivit_b_k400"}
 # Over 20 s on two cores: run by `make test-all`; its family's reduced-size tests stay in the default set.
-SLOW = {"vivit_b_k400"}
+SLOW = {"timesformer_b_k400", "vivit_b_k400"}
 
 
 def test_required_fixtures_are_registered():
@@ -374,6 +374,17 @@ def test_reduced_directory_errors_name_the_field_or_key(stem, tmp_path, config, 
     assert says in str(e.value) and str(folder) in str(e.value)
 
 
+def test_timesformer_attention_type_and_vivit_tubelet_are_checked(tmp_path):
+    folder, _, spec = reduced_directory("timesformer_b_k400", tmp_path / "t", config={"attention_type": "space_only"})
+    with pytest.raises(CheckpointError, match="attention_type is 'space_only'; only 'divided_space_time'"):
+        model_from_checkpoint(spec, read_checkpoint(folder))
+    folder, _, spec = reduced_directory("vivit_b_k400", tmp_path / "v", config={"tubelet_size": [4, 16, 16]})
+    with pytest.raises(
+        CheckpointError, match=r"tubelet_size is \[4, 16, 16\], but the registry entry builds tubelet=2"
+    ):
+        model_from_checkpoint(spec, read_checkpoint(folder))
+
+
 # -- VideoMAE V2: the DeepSpeed float16 container and the Kinetics-710 head -----------------------
 
 V2_ARCH = {**TINY_ARCH, "norm_eps": 1e-6, "fc_norm_eps": 1e-6}
@@ -439,30 +450,46 @@ def test_v2_file_missing_a_bias_is_refused(tmp_path):
 # -- the jobs ---------------------------------------------------------------------------------------
 
 
-def test_predict_through_the_engine_at_a_reduced_size(tmp_path):
+@pytest.mark.parametrize("stem", HF_STEMS)
+def test_predict_through_the_engine_at_a_reduced_size(stem, tmp_path):
     from videogen import make_video
     from videozoo.engine import Engine
 
     video = make_video(tmp_path / "v.mp4", num_frames=40, width=48, height=40, pattern="noise")
-    model = load_dir(write_transformers_dir(tmp_path / "d", TINY_CONFIG, hf_state(TINY_CONFIG)))
-    model.model_name = "videomae_s_k400"
-    model.input_config = tiny_spec().input
+    folder, _, spec = reduced_directory(stem, tmp_path / "d")
+    model = model_from_checkpoint(spec, read_checkpoint(folder))
+    model.input_config = spec.input
     reference = model.state_dict()
     engine = Engine(model, views="2x3", precision="fp32")
-    prediction = engine.predict(video)
-    top = prediction.top_k(3)
+    top = engine.predict(video).top_k(3)
     assert len(top) == 3 and all(r["label"] in videozoo.kinetics400_classes() for r in top)
     # The engine's optimisation leaves a transformer's weights as they were.
     for k, v in engine.model.state_dict().items():
         assert torch.equal(v, reference[k]), k
     loaded = engine.load(video)
-    scores = engine.forward(loaded.views)
-    assert scores.shape == (6, 400)
+    views = loaded.views if isinstance(loaded.views, torch.Tensor) else torch.stack(list(loaded.views))
+    scores, feats = engine.forward(loaded.views), engine.forward(loaded.views, "features")
+    assert scores.shape == (6, 400) and feats.shape == (6, 64)
     with torch.inference_mode():
-        direct = model.scores(
-            loaded.views if isinstance(loaded.views, torch.Tensor) else torch.stack(list(loaded.views))
-        )
-    torch.testing.assert_close(scores, direct, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(scores, model.scores(views), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(feats, model.forward_features(views), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stem", HF_STEMS)
+def test_torch_export_gives_the_eager_outputs_at_batch_1_and_2(stem, tmp_path):
+    from videozoo.export.graph import prepare, trace
+
+    folder, _, spec = reduced_directory(stem, tmp_path / "d")
+    model = model_from_checkpoint(spec, read_checkpoint(folder))
+    program = trace(prepare(model, spec.input), spec.input)  # a symbolic batch
+    for batch in (1, 2):
+        x = torch.randn(batch, 3, 4, 32, 32, generator=torch.Generator().manual_seed(batch))
+        got = program.module()(x)
+        with torch.inference_mode():
+            want = dict(zip(("logits", "scores", "features"), model.inference_outputs(x), strict=True))
+        for name, ref in want.items():
+            assert got[name].shape == ref.shape
+            assert (got[name] - ref).abs().max() <= 1e-4 * ref.abs().max(), name
 
 
 def test_predict_by_name_runs_the_full_size_model(tmp_path):
