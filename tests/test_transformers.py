@@ -10,6 +10,7 @@ model runs through the engine.
 
 import dataclasses
 import json
+import math
 import time
 
 import pytest
@@ -194,6 +195,11 @@ BAD_DIRECTORIES = [
     ("model-type", _edit({"model_type": "vivit"}), ["config.json", "model_type is 'vivit'"]),
     ("labels", _edit({"num_labels": 174}), ["config.json", "174 classes", "400"]),
     (
+        "id2label",
+        _edit({"id2label": {str(i): f"class {i}" for i in range(3)}}, drop=["num_labels"]),
+        ["config.json", "declares 3 classes"],
+    ),
+    (
         "missing-q-bias",
         _edit(drop=["videomae.encoder.layer.1.attention.attention.q_bias"]),
         ["1 missing keys", "blocks.1.attn.q_bias"],
@@ -239,6 +245,35 @@ def test_bad_transformers_directory_is_one_clear_error(tmp_path, change, says):
     for words in says:
         assert words in str(e.value)
     assert str(folder) in str(e.value)
+
+
+def test_sharded_safetensors_directory(tmp_path):
+    from safetensors.torch import save_file
+
+    state = hf_state(TINY_CONFIG)
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
+    keys = list(state)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in shards.items():
+        save_file({k: state[k] for k in part}, str(folder / name))
+    index = {"metadata": {}, "weight_map": {k: name for name, part in shards.items() for k in part}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    model = load_dir(folder)
+    assert torch.equal(model.state_dict()["head.weight"], state["classifier.weight"])
+    assert torch.equal(
+        model.state_dict()["blocks.1.attn.v_bias"], state["videomae.encoder.layer.1.attention.attention.v_bias"]
+    )
+    # A shard outside the folder is refused, and so is a missing one.
+    index["weight_map"][keys[0]] = "../model-00001-of-00002.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="must be files of the folder"):
+        read_checkpoint(folder)
+    index["weight_map"][keys[0]] = "model-00003-of-00002.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="shards missing"):
+        read_checkpoint(folder)
 
 
 def test_directory_without_config_or_weights(tmp_path):
@@ -500,3 +535,39 @@ def test_predict_by_name_runs_the_full_size_model(tmp_path):
     top = videozoo.predict(str(video), model="videomae_s_k400", weights=None, top_k=2, precision="fp32")
     assert len(top) == 2 and sum(p for _, p in top) <= 1.0
     assert time.perf_counter() - t0 < 120
+
+
+@pytest.mark.parametrize("name", ["videomae_s_k400", "timesformer_b_k400", "vivit_b_k400"])
+def test_a_reduced_model_fine_tunes_with_adamw_and_drop_path(name, tmp_path):
+    from videozoo.data.synth import make_dataset
+    from videozoo.train import TrainConfig, train
+
+    synth = make_dataset(
+        tmp_path / "s", classes=("move_left", "move_right"), videos_per_class=3, size=(32, 32), num_frames=10, seed=1
+    )
+    arch = {"dim": 32, "depth": 2, "num_heads": 2, "mlp_hidden": 64, "num_frames": 4, "crop_size": 32, "drop_path": 0.1}
+    cfg = TrainConfig(
+        model=name,
+        data=str(synth.train_list),
+        out=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=2,
+        num_workers=0,
+        optimizer="adamw",
+        lr=1e-3,
+        warmup_epochs=1,
+        arch=arch,
+        num_frames=4,
+        sampling_rate=2,
+        fps=15,
+        crop_size=32,
+        short_side=36,
+        progress="none",
+        tensorboard=False,
+        plot=False,
+    )
+    result = train(cfg)
+    assert all(math.isfinite(h["train_loss"]) for h in result.history)
+    model = videozoo.create_model(name, weights=result.model_path)
+    assert model.num_classes == 2 and model.class_names == ["move_left", "move_right"]
+    assert model.arch["dim"] == 32 and model.blocks[1].drop_path.p > 0

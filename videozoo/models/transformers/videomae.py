@@ -111,7 +111,8 @@ class VideoMAE(VideoClassifier):
                 f"the size its position table was made for; got {got}"
             )
         x = self.patch_embed(x)  # (B, N, D)
-        x = x + self.pos_embed.to(device=x.device, dtype=x.dtype)  # a no-op but on the meta device
+        # (1, N, D); a real copy only where the clip is elsewhere than the table (shape passes on meta).
+        x = x + self.pos_embed.to(device=x.device, dtype=x.dtype)
         for block in self.blocks:
             x = block(x)
         if self.fc_norm is not None:
