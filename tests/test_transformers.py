@@ -571,3 +571,40 @@ def test_a_reduced_model_fine_tunes_with_adamw_and_drop_path(name, tmp_path):
     model = videozoo.create_model(name, weights=result.model_path)
     assert model.num_classes == 2 and model.class_names == ["move_left", "move_right"]
     assert model.arch["dim"] == 32 and model.blocks[1].drop_path.p > 0
+
+
+@pytest.mark.parametrize("stem", HF_STEMS)
+def test_onnx_export_gives_the_eager_outputs_in_onnxruntime(stem, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from videozoo.engine import Engine
+    from videozoo.engine.runtime import OnnxModel
+    from videozoo.export.api import export
+
+    folder, _, spec = reduced_directory(stem, tmp_path / "d")
+    model = model_from_checkpoint(spec, read_checkpoint(folder))
+    model.input_config = spec.input
+    path = export(model, format="onnx", out=tmp_path / "model.onnx")
+    engine = Engine(OnnxModel(path), precision="fp32")
+    for batch in (1, 2):
+        x = torch.randn(batch, 3, 4, 32, 32, generator=torch.Generator().manual_seed(batch))
+        with torch.inference_mode():
+            want = model(x)
+        got = engine.forward(x, "logits")
+        assert got.shape == want.shape
+        assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+
+
+def test_bf16_inference_stays_close_to_float32(tmp_path):
+    from videozoo.engine import Engine
+
+    folder, _, spec = reduced_directory("videomae_s_k400", tmp_path / "d")
+    model = model_from_checkpoint(spec, read_checkpoint(folder))
+    model.input_config = spec.input
+    x = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    fp32 = Engine(model, precision="fp32").forward(x, "logits")
+    bf16 = Engine(model, precision="bf16").forward(x, "logits")
+    assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
+    assert (bf16 - fp32).abs().max() > 0  # the products did run in bf16
+    # bf16 keeps 8 bits of mantissa: a few percent of the logits' scale, never a different model.
+    assert (bf16 - fp32).abs().max() <= 0.1 * fp32.abs().max()
