@@ -1,0 +1,5 @@
+"""Video-text models: CLIP's text side (tokenizer, text encoder) for zero-shot recognition from labels."""
+
+from videozoo.models.video_text.tokenizer import CONTEXT_LENGTH, ClipTokenizer, decode, tokenize
+
+__all__ = ["CONTEXT_LENGTH", "ClipTokenizer", "decode", "tokenize"]
