@@ -89,32 +89,13 @@ _DOUBLE_QUOTES_RE = re.compile("[\u201c-\u201f]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _SURROGATE_PAIR_RE = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 _TERMINAL_ESCAPE_RE = re.compile("\x1b\\[[0-9;]*[a-zA-Z]")
-_LIGATURES = str.maketrans(
-    {
-        "Ĳ": "IJ",
-        "ĳ": "ij",
-        "ŉ": "ʼn",
-        "Ǳ": "DZ",
-        "ǲ": "Dz",
-        "ǳ": "dz",
-        "Ǆ": "DŽ",
-        "ǅ": "Dž",
-        "ǆ": "dž",
-        "Ǉ": "LJ",
-        "ǈ": "Lj",
-        "ǉ": "lj",
-        "Ǌ": "NJ",
-        "ǋ": "Nj",
-        "ǌ": "nj",
-        "ﬀ": "ff",
-        "ﬁ": "fi",
-        "ﬂ": "fl",
-        "ﬃ": "ffi",
-        "ﬄ": "ffl",
-        "ﬅ": "ſt",
-        "ﬆ": "st",
-    }
-)
+# Single characters standing for two Latin letters (Dutch ij, the Serbo-Croatian digraphs, the
+# typographic ff/fi/fl/ffi/ffl/long-s-t/st ligatures) to those letters: their compatibility decomposition.
+_LIGATURE_CODES = [0x132, 0x133, 0x149, *range(0x1C4, 0x1CD), *range(0x1F1, 0x1F4), *range(0xFB00, 0xFB07)]
+_LIGATURES = {
+    code: "".join(chr(int(part, 16)) for part in unicodedata.decomposition(chr(code)).split()[1:])
+    for code in _LIGATURE_CODES
+}
 # Full-width ASCII, half-width katakana/hangul and the ideographic space to their usual forms.
 _WIDTH = {0x3000: " "} | {
     i: unicodedata.normalize("NFKC", chr(i))
