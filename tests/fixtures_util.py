@@ -93,3 +93,43 @@ def fixture_input(fx: dict):
         slow = x[:, :, torch.linspace(0, t - 1, t // alpha).long()]
         return [slow, x]
     return x
+
+
+# -- the transformer fixtures (FIXTURES / "transformers") ------------------------------------------
+
+TRANSFORMER_FIXTURES = FIXTURES / "transformers"
+
+
+@cache
+def load_transformer_fixture(stem: str) -> dict:
+    return json.loads((TRANSFORMER_FIXTURES / f"{stem}.json").read_text())
+
+
+def write_transformers_dir(
+    folder: Path, config: dict, state: dict[str, torch.Tensor], *, weights: str = "pytorch_model.bin"
+) -> Path:
+    """A transformers directory as the Hub serves it: config.json beside `weights`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    if weights == "model.safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(folder / weights), metadata={"format": "pt"})
+    else:
+        torch.save(state, folder / weights)
+    return folder
+
+
+def write_deepspeed(path: Path, state: dict[str, torch.Tensor]) -> Path:
+    """VideoMAE V2's published container: {'module': state_dict}."""
+    torch.save({"module": state}, path)
+    return path
+
+
+def write_official_transformer(fx: dict, target: Path) -> Path:
+    """The fixture's deterministic weights in its official layout: a directory, or a DeepSpeed file."""
+    state = deterministic_state(fx)
+    if "config" in fx:
+        weights = "model.safetensors" if "safetensors" in fx["checkpoint_format"].split("+")[0] else "pytorch_model.bin"
+        return write_transformers_dir(target, fx["config"], state, weights=weights)
+    return write_deepspeed(target.with_suffix(".pth"), state)

@@ -27,11 +27,18 @@ OTHER_MODELS = {
 }
 # Models whose weights ship inside the package rather than being published for Kinetics-400.
 EMBEDDED_MODELS = {"motion_tiny"}
+# Video transformers: publishers' layouts (transformers directories, DeepSpeed containers).
+TRANSFORMER_MODELS = {
+    *(f"videomae_{size}_k400" for size in "sblh"),
+    *(f"videomaev2_{size}_{head}" for size in "sb" for head in ("k400", "k710")),
+}
+# Built at full width in the shape test; the larger ones share their classes and only cost time.
+SMALL_TRANSFORMERS = sorted(n for n in TRANSFORMER_MODELS if "_l_" not in n and "_h_" not in n)
 ALL = sorted(SEED_MODELS | OTHER_MODELS)
 
 
 def test_registry_holds_exactly_the_zoo():
-    assert set(videozoo.list_models()) == SEED_MODELS | OTHER_MODELS | EMBEDDED_MODELS
+    assert set(videozoo.list_models()) == SEED_MODELS | OTHER_MODELS | EMBEDDED_MODELS | TRANSFORMER_MODELS
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -50,6 +57,37 @@ def test_entry_is_complete(name):
     assert m.gflops is not None or name.startswith("i3d_r50") and name.endswith("32x2")
     assert spec.description
     assert spec.default_weights == "kinetics400" and spec.class_names is None
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMER_MODELS))
+def test_transformer_entry_is_complete(name):
+    spec = get_spec(name)
+    inp = spec.input
+    assert inp.num_frames > 0 and inp.sampling_rate > 0 and inp.fps > 0 and inp.crop_size <= inp.short_side
+    with torch.device("meta"):
+        built = spec.build()
+    assert (built.num_frames, built.crop_size) == (inp.num_frames, inp.crop_size)
+    source = spec.weights[spec.default_weights]
+    assert source.url.startswith("https://") and source.format in ("transformers", "deepspeed")
+    m = spec.metrics
+    assert m is not None and m.source and m.views == f"{inp.test_clips}x{inp.test_crops}"
+    # The table's accuracy columns are Kinetics-400's: a 710-class head has none to show there.
+    assert bool(m.top1) == (spec.num_classes == 400)
+    assert spec.description and spec.paper
+    if spec.head_rows is not None:
+        assert len(spec.head_rows) == spec.num_classes and max(spec.head_rows) < source.num_classes
+    else:
+        assert spec.num_classes == source.num_classes
+
+
+def test_cached_weight_names_are_distinct():
+    from videozoo.weights.hub import cache_path
+
+    paths = {}
+    for name in videozoo.list_models():
+        for source in get_spec(name).weights.values():
+            paths.setdefault(cache_path(source), set()).add(source.url)
+    assert all(len(urls) == 1 for urls in paths.values()), [u for u in paths.values() if len(u) > 1]
 
 
 @pytest.mark.parametrize("name", sorted(EMBEDDED_MODELS))
@@ -78,7 +116,7 @@ def _small_input(spec, batch):
     return [torch.randn(t.shape, generator=g) for t in x] if isinstance(x, list) else torch.randn(x.shape, generator=g)
 
 
-@pytest.mark.parametrize("name", ALL + sorted(EMBEDDED_MODELS))
+@pytest.mark.parametrize("name", ALL + sorted(EMBEDDED_MODELS) + SMALL_TRANSFORMERS)
 def test_shapes_gradients_and_head_reset(name):
     torch.manual_seed(0)
     spec = get_spec(name)
@@ -129,7 +167,7 @@ def test_models_cli_json(capsys):
     assert main(["models", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "multiply-add" in out["flops_convention"]
-    assert {r["name"] for r in out["models"]} == set(ALL) | EMBEDDED_MODELS
+    assert {r["name"] for r in out["models"]} == set(ALL) | EMBEDDED_MODELS | TRANSFORMER_MODELS
     row = next(r for r in out["models"] if r["name"] == "slow_r50")
     assert row["gflops"] == 54.52 and row["published"]["gflops"] == 54.52
 

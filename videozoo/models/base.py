@@ -51,6 +51,16 @@ class VideoClassifier(nn.Module):
 
         raise CheckpointError(f"{source}: a {fmt} checkpoint cannot be loaded into {cls.__name__}")
 
+    @classmethod
+    def check_config(cls, config: dict[str, Any], arch: dict[str, Any], *, source: str) -> None:
+        """Check a publisher's architecture config (a transformers directory's config.json) against
+        `arch`, the arguments the model will be built with (and `num_classes`, the classifier rows in
+        the file); raise CheckpointError naming the file and the field that disagrees. Families that
+        load such directories override this."""
+        from videozoo.weights.checkpoint import CheckpointError
+
+        raise CheckpointError(f"{source}: {cls.__name__} does not load a checkpoint that comes with a config.json")
+
     def forward_positions(self, x: Clip) -> Tensor:
         """Per-position features before the classifier: (B, P, D); P = 1 at the training crop."""
         raise NotImplementedError

@@ -95,6 +95,9 @@ def model_from_checkpoint(
     head_key = f"{spec.cls.classifier_name}.weight"
     if head_key not in state:
         raise CheckpointError(f"{ckpt.source}: no classifier weight {head_key!r}; is this a checkpoint of {spec.name}?")
+    file_classes = state[head_key].shape[0]
+    if spec.head_rows is not None and meta is None:
+        state = _select_head_rows(spec, state, ckpt.source)
     ckpt_classes = state[head_key].shape[0]
     if meta is not None and meta.num_classes is not None and meta.num_classes != ckpt_classes:
         raise CheckpointError(
@@ -102,6 +105,11 @@ def model_from_checkpoint(
         )
     recorded = dict(meta.arch) if meta is not None else {}
     _check_arch(spec, recorded, ckpt.source)
+    if ckpt.config is not None:
+        # A publisher's config describes the architecture of the weights beside it: it must be the
+        # one this entry builds (the family says which fields matter and how they map).
+        built = {**_full_arch(spec, {**recorded, **(arch or {})}), "num_classes": file_classes}
+        spec.cls.check_config(ckpt.config, built, source=ckpt.source)
     # Built on the meta device: no time spent on a random initialisation that the checkpoint
     # overwrites, and the checkpoint's tensors become the model's own (no second copy).
     with torch.device("meta"):
@@ -119,6 +127,33 @@ def model_from_checkpoint(
     model.model_name = spec.name
     model.input_config = meta.input if meta is not None and meta.input is not None else spec.input
     return model.eval()
+
+
+def _full_arch(spec: ModelSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Every argument the family class will be built with: its defaults, the entry's, the overrides."""
+    params = inspect.signature(spec.cls.__init__).parameters.values()
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    defaults.pop("num_classes", None)
+    return {**defaults, **spec.arch, **overrides}
+
+
+def _select_head_rows(spec: ModelSpec, state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """The publisher's classifier cut to the entry's classes: row j of the result is row
+    `spec.head_rows[j]` of the file's (e.g. Kinetics-400's classes among a Kinetics-710 head's)."""
+    assert spec.head_rows is not None
+    rows = torch.tensor(spec.head_rows)
+    prefix = spec.cls.classifier_name
+    have = state[f"{prefix}.weight"].shape[0]
+    if int(rows.max()) >= have:
+        raise CheckpointError(
+            f"{source}: the classifier has {have} outputs; {spec.name} takes rows up to {int(rows.max())} of it"
+        )
+    state = dict(state)
+    for part in ("weight", "bias"):
+        key = f"{prefix}.{part}"
+        if key in state:
+            state[key] = state[key].index_select(0, rows)
+    return state
 
 
 def _check_arch(spec: ModelSpec, arch: Mapping[str, Any], source: str) -> None:

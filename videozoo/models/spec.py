@@ -45,6 +45,9 @@ class ModelSpec:
     default_weights: str = "kinetics400"
     #: the class names of the default weights, where they are not Kinetics-400's
     class_names: tuple[str, ...] | None = None
+    #: where the published classifier covers a superset of the entry's classes: the row of the
+    #: published head for each of the entry's classes, in class order (applied to publishers' files)
+    head_rows: tuple[int, ...] | None = None
 
     def weights_key(self, key: str) -> str:
         """`key` with "default" replaced by this entry's default weights key."""

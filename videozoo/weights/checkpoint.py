@@ -8,6 +8,11 @@ Formats are told apart by content, not by file name:
   videozoo's own `{'videozoo': 2, 'state_dict': ..., 'videozoo_meta': {...}, ...}`.
 - the Caffe2 pickle of video-nonlocal-net: `{'blobs': {name: ndarray}}`, read by a data-only
   unpickler.
+- DeepSpeed containers `{'module': state_dict}` (VideoMAE V2's published `.pth`, stored float16):
+  format "deepspeed", upcast to float32 as read.
+- a transformers directory (given as the folder): `config.json` beside `model.safetensors`,
+  `pytorch_model.bin`, or their sharded forms with an `.index.json`: format "transformers", with the
+  parsed config as `Checkpoint.config` for the family to check against its architecture.
 
 videozoo's own files carry a :class:`~videozoo.weights.meta.CheckpointMeta` (in `.safetensors`
 files as JSON under the header metadata key `videozoo_meta`), restored as `Checkpoint.meta`. Files
@@ -41,12 +46,16 @@ _TORCH_RESERVED = ("videozoo", "state_dict", "videozoo_meta")
 
 @dataclass
 class Checkpoint:
-    format: str  # "pyth" | "pyslowfast" | "torchvision" | "caffe2" | "safetensors" | "videozoo"
+    # "pyth" | "pyslowfast" | "torchvision" | "caffe2" | "safetensors" | "videozoo" | "deepspeed" | "transformers"
+    format: str
     state_dict: dict[str, Tensor]
     source: str
     meta: CheckpointMeta | None = None  # videozoo's record; None for other publishers' files
     # Other entries of a videozoo torch file (the training state of `checkpoint_last.pth`, metrics).
     extra: dict[str, Any] = field(default_factory=dict)
+    # The publisher's architecture description (a transformers directory's config.json); the
+    # family checks it against the registry entry before anything is built.
+    config: dict[str, Any] | None = None
 
     @property
     def model_name(self) -> str | None:
@@ -89,6 +98,8 @@ def _check_finite(ckpt: Checkpoint) -> None:
 
 def _read(path: Path) -> Checkpoint:
     src = str(path)
+    if path.is_dir():
+        return _read_transformers_dir(path)
     if not path.is_file():
         raise CheckpointError(f"{src}: no such checkpoint file")
     size = path.stat().st_size
@@ -126,6 +137,61 @@ def _torch_load(path: Path) -> Any:
         ) from e
     except Exception as e:
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})") from e
+
+
+# The weight files a transformers directory may hold, in the order transformers itself prefers them.
+_TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def _read_transformers_dir(path: Path) -> Checkpoint:
+    src = str(path)
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"{src}: a folder without config.json; a transformers directory holds config.json and "
+            f"{' or '.join(_TRANSFORMERS_WEIGHTS)}"
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{config_path}: not valid JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    for name in _TRANSFORMERS_WEIGHTS:
+        single, index = path / name, path / f"{name}.index.json"
+        if single.is_file():
+            files = [single]
+        elif index.is_file():
+            files = _shards(index, path)
+        else:
+            continue
+        sd: dict[str, Tensor] = {}
+        for file in files:
+            part = _read(file)
+            if part.format not in ("safetensors", "torchvision") or part.meta is not None:
+                raise CheckpointError(f"{file}: not a plain state dict (read as {part.format})")
+            clash = sorted(set(sd) & set(part.state_dict))
+            if clash:
+                raise CheckpointError(f"{file}: keys also in another shard: {', '.join(clash[:5])}")
+            sd.update(part.state_dict)
+        return Checkpoint("transformers", sd, src, config=config)
+    raise CheckpointError(f"{src}: config.json but no weights ({' or '.join(_TRANSFORMERS_WEIGHTS)})")
+
+
+def _shards(index: Path, folder: Path) -> list[Path]:
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{index}: not a shard index with a weight_map ({e})") from e
+    outside = [n for n in names if not isinstance(n, str) or Path(n).name != n]
+    if outside:
+        raise CheckpointError(f"{index}: shard names must be files of the folder, not {outside[:3]}")
+    files = [folder / n for n in names]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise CheckpointError(f"{index}: shards missing: {', '.join(missing)}")
+    return files
 
 
 def _looks_like_safetensors(path: Path, head: bytes, size: int) -> bool:
@@ -198,6 +264,13 @@ def _from_torch_object(obj: Any, src: str) -> Checkpoint:
             keys = list(sd)
         pyslowfast = any(k.startswith(("s1.", "s1_fuse.")) for k in keys)
         return Checkpoint("pyslowfast" if pyslowfast else "pyth", dict(sd), src)
+    if isinstance(obj, dict) and set(obj) == {"module"}:
+        # DeepSpeed's container (VideoMAE V2). Mixed-precision training saved the weights as
+        # float16; the models compute in float32, so they are upcast here, once.
+        if not _is_tensor_dict(obj["module"]):
+            raise CheckpointError(f"{src}: 'module' is not a dict of tensors")
+        sd = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in obj["module"].items()}
+        return Checkpoint("deepspeed", sd, src)
     if isinstance(obj, dict) and "state_dict" in obj and _is_tensor_dict(obj["state_dict"]):
         return Checkpoint("torchvision", dict(obj["state_dict"]), src)
     if _is_tensor_dict(obj):

@@ -13,17 +13,20 @@ class WeightSource:
     """One checkpoint: downloadable (https://...) or shipped with a package (package://pkg/file)."""
 
     url: str
-    format: str  # "pyth" | "torchvision" | "caffe2" | "pyslowfast" | "safetensors"
+    format: str  # "pyth" | "torchvision" | "caffe2" | "pyslowfast" | "safetensors" | "deepspeed" | "transformers"
     sha256: str | None = None
     # Some publishers give only a hash prefix (torchvision puts 8 hex digits in the file name).
     sha256_prefix: str | None = None
     size: int | None = None
     num_classes: int = 400
     dataset: str = "kinetics400"
+    # The file's name in the cache where the URL's last part is shared by several models
+    # (every transformers repository names its weights `model.safetensors`).
+    cache_name: str | None = None
 
     @property
     def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
+        return self.cache_name or self.url.rsplit("/", 1)[-1]
 
     @property
     def packaged(self) -> bool:

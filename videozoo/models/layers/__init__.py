@@ -1,0 +1,23 @@
+"""Transformer building blocks written once and shared by the video transformer families.
+
+Nothing here knows a family or a checkpoint layout: the families wire these blocks and map their
+official key names onto them.
+"""
+
+from videozoo.models.layers.attention import Attention
+from videozoo.models.layers.block import Block
+from videozoo.models.layers.drop_path import DropPath
+from videozoo.models.layers.mlp import Mlp, activation
+from videozoo.models.layers.patch_embed import PatchEmbed3d
+from videozoo.models.layers.pos_embed import LearnedPositions, sincos_table
+
+__all__ = [
+    "Attention",
+    "Block",
+    "DropPath",
+    "LearnedPositions",
+    "Mlp",
+    "PatchEmbed3d",
+    "activation",
+    "sincos_table",
+]

@@ -1,0 +1,53 @@
+"""Multi-head self-attention with the bias layouts the published video transformers use."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Attention(nn.Module):
+    """Self-attention over (B, N, D) tokens through `scaled_dot_product_attention`.
+
+    One fused projection `qkv` (weight (3*D, D), rows q | k | v) computes queries, keys and values.
+    bias:
+    - "qkv": `qkv` has its own bias of 3*D values (TimeSformer, ViViT);
+    - "qv": separate `q_bias` and `v_bias` parameters and no key bias (VideoMAE, BEiT): a key bias
+      adds the same value to every score of a query, which the softmax cancels, so it is left out;
+    - "none": no bias at all.
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, bias: str = "qkv", dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not a multiple of the {num_heads} attention heads")
+        if bias not in ("qkv", "qv", "none"):
+            raise ValueError(f"attention bias must be 'qkv', 'qv' or 'none', got {bias!r}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias == "qkv")
+        if bias == "qv":
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.register_parameter("q_bias", None)
+            self.register_parameter("v_bias", None)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def _qkv_bias(self) -> Tensor | None:
+        if self.q_bias is None:
+            return self.qkv.bias
+        return torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])  # (3*D,)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        qkv = F.linear(x, self.qkv.weight, self._qkv_bias())  # (B, N, 3*D)
+        qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
+        dropout = self.dropout if self.training else 0.0
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+        return self.proj(x.transpose(1, 2).reshape(b, n, d))

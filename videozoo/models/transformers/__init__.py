@@ -1,0 +1,1 @@
+"""The video transformer families (their blocks come from `videozoo.models.layers`)."""
