@@ -18,7 +18,7 @@ from videozoo.models.video_text.text_encoder import (
     ClipTextEncoder,
     TextConfig,
     load_text_encoder,
-    official_to_module_key,
+    text_state_from_official,
 )
 from videozoo.weights.errors import CheckpointError
 
@@ -50,19 +50,36 @@ def _text_manifest(fx: dict) -> list[tuple[str, list[int], str]]:
     ]
 
 
-def _official_text_state(model: ClipTextEncoder, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random tensors under the official names for a model's config (what the manifest lists for B/32)."""
-    out = {}
-    for key, t in model.state_dict().items():
-        if key == "text_projection.weight":
-            name = key
-        elif key.startswith(("token_embedding", "position_embedding")):
-            name = "text_model.embeddings." + key
-        elif key.startswith("layers."):
-            name = "text_model.encoder." + key
-        else:
-            name = "text_model." + key
-        out[name] = torch.randn(t.shape, generator=gen)
+_LAYER_PARTS = {  # official layer part -> (rows, columns) in units of (hidden, intermediate)
+    "self_attn.q_proj": "dd",
+    "self_attn.k_proj": "dd",
+    "self_attn.v_proj": "dd",
+    "self_attn.out_proj": "dd",
+    "layer_norm1": "d",
+    "layer_norm2": "d",
+    "mlp.fc1": "id",
+    "mlp.fc2": "di",
+}
+
+
+def _official_text_state(config: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random tensors under the official names for a text config (what the manifest lists for B/32)."""
+    t = config["text_config"]
+    size = {"d": t["hidden_size"], "i": t["intermediate_size"]}
+    out = {
+        "text_model.embeddings.token_embedding.weight": torch.randn(t["vocab_size"], size["d"], generator=gen),
+        "text_model.embeddings.position_embedding.weight": torch.randn(
+            t["max_position_embeddings"], size["d"], generator=gen
+        ),
+        "text_model.final_layer_norm.weight": torch.randn(size["d"], generator=gen),
+        "text_model.final_layer_norm.bias": torch.randn(size["d"], generator=gen),
+        "text_projection.weight": torch.randn(config["projection_dim"], size["d"], generator=gen),
+    }
+    for i in range(t["num_hidden_layers"]):
+        for part, dims in _LAYER_PARTS.items():
+            key = f"text_model.encoder.layers.{i}.{part}"
+            out[f"{key}.weight"] = torch.randn(*(size[d] for d in dims), generator=gen)
+            out[f"{key}.bias"] = torch.randn(size[dims[0]], generator=gen)
     return out
 
 
@@ -81,13 +98,15 @@ def test_every_text_key_of_the_manifest_has_its_place():
     model = ClipTextEncoder(TextConfig.from_xclip_config(fx["config"]))
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     manifest = _text_manifest(fx)
-    placed = {official_to_module_key(k): tuple(s) for k, s, _ in manifest}
-    assert len(manifest) == 197 and len(placed) == len(manifest)
-    assert placed == own
+    assert len(manifest) == 197
+    placed = text_state_from_official({k: torch.empty(s) for k, s, _ in manifest})
+    # Each layer's q, k and v projections become one fused qkv: 3 x 2 tensors into 2, 12 layers.
+    assert len(placed) == 197 - 12 * 4
+    assert {k: tuple(v.shape) for k, v in placed.items()} == own
     # Keys of the other parts (video side, prompt generator, logit scale) are not the text encoder's.
     text_keys = {k for k, _, _ in manifest}
-    others = [k for k, _, _ in fx["state_dict"] if k not in text_keys]
-    assert len(others) == 591 - 197 and all(official_to_module_key(k) is None for k in others)
+    others = {k: torch.empty(s) for k, s, _ in fx["state_dict"] if k not in text_keys}
+    assert len(others) == 591 - 197 and text_state_from_official(others) == {}
 
 
 def test_fixture_weights_give_transformers_text_embeddings(tmp_path):
@@ -99,9 +118,8 @@ def test_fixture_weights_give_transformers_text_embeddings(tmp_path):
     state["visual_projection.weight"] = torch.zeros(512, 768)
     model = load_text_encoder(_write_dir(tmp_path / "xclip", fx["config"], state))
     assert not model.training
-    for key, tensor in model.state_dict().items():
-        official = next(k for k in state if official_to_module_key(k) == key)
-        assert torch.equal(tensor, state[official]), key
+    for key, tensor in text_state_from_official(state).items():
+        assert torch.equal(model.state_dict()[key], tensor), key
     ids, mask = torch.tensor(fx["input_ids"]), torch.tensor(fx["attention_mask"])
     with torch.no_grad():
         out = model(ids, mask)
@@ -114,8 +132,7 @@ def test_fixture_weights_give_transformers_text_embeddings(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["safetensors", "bin"])
 def test_both_official_file_formats_load(tmp_path, fmt):
-    model = ClipTextEncoder(TextConfig.from_xclip_config(TINY))
-    state = _official_text_state(model, torch.Generator().manual_seed(0))
+    state = _official_text_state(TINY, torch.Generator().manual_seed(0))
     state["text_model.embeddings.position_ids"] = torch.arange(12)[None]
     loaded = load_text_encoder(_write_dir(tmp_path, TINY, state, fmt))
     assert loaded.cfg == TextConfig(50, 16, 32, 2, 4, 12, projection_dim=24)
@@ -125,23 +142,27 @@ def test_both_official_file_formats_load(tmp_path, fmt):
 
 
 def test_missing_unplaced_and_misshapen_keys_are_errors_naming_them(tmp_path):
-    model = ClipTextEncoder(TextConfig.from_xclip_config(TINY))
-    state = _official_text_state(model, torch.Generator().manual_seed(0))
+    state = _official_text_state(TINY, torch.Generator().manual_seed(0))
     del state["text_model.encoder.layers.1.self_attn.k_proj.bias"]
     del state["text_model.final_layer_norm.weight"]
     with pytest.raises(CheckpointError) as e:
         load_text_encoder(_write_dir(tmp_path / "missing", TINY, state))
-    assert "missing 2 text weight(s)" in str(e.value)
-    assert "text_model.encoder.layers.1.self_attn.k_proj.bias" in str(e.value)
-    assert "text_model.final_layer_norm.weight" in str(e.value)
+    # The fused qkv bias of layer 1 lacks its key part: reported missing, the other two unplaced.
+    assert "missing 2 text weight(s): layers.1.attn.qkv.bias, final_layer_norm.weight" in str(e.value), e.value
+    assert "text_model.encoder.layers.1.self_attn.q_proj.bias" in str(e.value)
 
-    state = _official_text_state(model, torch.Generator().manual_seed(0))
+    state = _official_text_state(TINY, torch.Generator().manual_seed(0))
     state["text_model.encoder.layers.2.mlp.fc1.weight"] = torch.zeros(32, 16)
-    state["text_model.encoder.layers.0.self_attn.q_proj.weight"] = torch.zeros(16, 8)
+    state["text_model.encoder.layers.0.self_attn.out_proj.weight"] = torch.zeros(16, 8)
+    state["text_model.encoder.layers.1.self_attn.q_proj.weight"] = torch.zeros(16, 8)
     with pytest.raises(CheckpointError) as e:
         load_text_encoder(_write_dir(tmp_path / "extra", TINY, state))
-    assert "text_model.encoder.layers.2.mlp.fc1.weight" in str(e.value)
-    assert "text_model.encoder.layers.0.self_attn.q_proj.weight (16, 8) (expected (16, 16))" in str(e.value)
+    # A layer the config does not have (its name after renaming).
+    assert "no place in the model: layers.2.mlp.fc1.weight" in str(e.value)
+    assert "layers.0.attn.proj.weight (16, 8) (expected (16, 16))" in str(e.value)
+    # Projections of different widths are never stacked: each is named.
+    assert "text_model.encoder.layers.1.self_attn.q_proj.weight" in str(e.value)
+    assert "missing 1 text weight(s): layers.1.attn.qkv.weight" in str(e.value)
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "config.json").write_text(json.dumps(TINY))

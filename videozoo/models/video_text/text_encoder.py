@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from videozoo.models.layers import Block, causal_mask
+from videozoo.models.transformers.hf_config import rename_clip_layers
 from videozoo.weights.checkpoint import read_checkpoint
 from videozoo.weights.errors import CheckpointError
 
@@ -55,64 +55,6 @@ class TextConfig:
         return cls(**{k: v for k, v in text.items() if k in known})
 
 
-def _quick_gelu(x: Tensor) -> Tensor:
-    # CLIP's sigmoid approximation of GELU, which the checkpoints were trained with.
-    return x * torch.sigmoid(1.702 * x)
-
-
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"quick_gelu": _quick_gelu, "gelu": F.gelu}
-
-
-class _SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"hidden_size {dim} is not a multiple of num_attention_heads {heads}")
-        self.heads = heads
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        # x (N, L, D); mask (N or 1, 1, L, L) additive, 0 where a query may attend a key.
-        n, length, dim = x.shape
-
-        def heads(t: Tensor) -> Tensor:
-            return t.view(n, length, self.heads, dim // self.heads).transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)), mask)
-        return self.out_proj(out.transpose(1, 2).reshape(n, length, dim))
-
-
-class _MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, act: str) -> None:
-        super().__init__()
-        if act not in _ACTIVATIONS:
-            raise ValueError(f"hidden_act {act!r} is not supported (one of {sorted(_ACTIVATIONS)})")
-        self.act = _ACTIVATIONS[act]
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class _Block(nn.Module):
-    """Pre-LayerNorm: x + attn(ln1(x)), then x + mlp(ln2(x))."""
-
-    def __init__(self, cfg: TextConfig) -> None:
-        super().__init__()
-        self.layer_norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.self_attn = _SelfAttention(cfg.hidden_size, cfg.num_attention_heads)
-        self.layer_norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.mlp = _MLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act)
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = x + self.self_attn(self.layer_norm1(x), mask)
-        return x + self.mlp(self.layer_norm2(x))
-
-
 class ClipTextEncoder(nn.Module):
     """`forward(input_ids, attention_mask)` -> text embeddings (N, projection_dim), not normalised."""
 
@@ -121,7 +63,17 @@ class ClipTextEncoder(nn.Module):
         self.cfg = cfg = cfg or TextConfig()
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.position_embedding = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
-        self.layers = nn.ModuleList(_Block(cfg) for _ in range(cfg.num_hidden_layers))
+        # CLIP's layer is the shared pre-norm block: x + attn(norm1(x)), then x + mlp(norm2(x)).
+        self.layers = nn.ModuleList(
+            Block(
+                cfg.hidden_size,
+                cfg.num_attention_heads,
+                cfg.intermediate_size,
+                act=cfg.hidden_act,
+                norm_eps=cfg.layer_norm_eps,
+            )
+            for _ in range(cfg.num_hidden_layers)
+        )
         self.final_layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.text_projection = nn.Linear(cfg.hidden_size, cfg.projection_dim, bias=False)
 
@@ -137,11 +89,10 @@ class ClipTextEncoder(nn.Module):
             raise ValueError(f"{length} tokens, more than the {self.cfg.max_position_embeddings} positions")
         positions = torch.arange(length, device=input_ids.device)
         x = self.token_embedding(input_ids) + self.position_embedding(positions)
-        neg = torch.finfo(x.dtype).min
-        mask = torch.full((length, length), neg, dtype=x.dtype, device=x.device).triu(1)[None, None]
+        mask = causal_mask(length, dtype=x.dtype, device=x.device)  # (1, 1, L, L)
         if attention_mask is not None:
-            padding = (attention_mask[:, None, None, :] == 0).to(x.device)
-            mask = mask.masked_fill(padding, neg)
+            padding = (attention_mask[:, None, None, :] == 0).to(x.device)  # (N, 1, 1, L)
+            mask = mask.masked_fill(padding, torch.finfo(x.dtype).min)  # (N, 1, L, L)
         for layer in self.layers:
             x = layer(x, mask)
         x = self.final_layer_norm(x)
@@ -156,24 +107,32 @@ class ClipTextEncoder(nn.Module):
 # The official transformers layout
 
 
-_LAYER_KEY = re.compile(r"text_model\.encoder\.layers\.(\d+)\.(.+)")
+def text_state_from_official(state: Mapping[str, Tensor], own_prefix: str = "") -> dict[str, Tensor]:
+    """The text-side tensors of an official state dict under `ClipTextEncoder`'s names, after `own_prefix`.
+
+    Keys of the other parts (video side, prompt generator, logit scale) and the int64 positions are
+    left out. A text-side tensor of no known place keeps its file name, so that loading names it.
+    """
+    text = {
+        k: v
+        for k, v in state.items()
+        if (k.startswith("text_model.") or k == "text_projection.weight") and k not in _IGNORED_KEYS
+    }
+    text = rename_clip_layers(text, "text_model.encoder.layers.", own_prefix + "layers.")
+    out = {}
+    for key, value in text.items():
+        if key == "text_projection.weight":
+            out[own_prefix + key] = value
+        elif key.startswith("text_model.embeddings.") and key.count(".") == 3:
+            out[own_prefix + key[len("text_model.embeddings.") :]] = value
+        elif key.startswith("text_model.final_layer_norm."):
+            out[own_prefix + key[len("text_model.") :]] = value
+        else:
+            out[key] = value
+    return out
 
 
-def official_to_module_key(key: str) -> str | None:
-    """Where an official text-side key goes in `ClipTextEncoder`; None for keys of other parts."""
-    if key == "text_projection.weight":
-        return key
-    if not key.startswith("text_model."):
-        return None
-    if key.startswith("text_model.embeddings."):
-        return key[len("text_model.embeddings.") :]
-    match = _LAYER_KEY.fullmatch(key)
-    if match:
-        return f"layers.{match.group(1)}.{match.group(2)}"
-    return key[len("text_model.") :]
-
-
-def place_text_weights(model: ClipTextEncoder, state_dict: dict[str, Tensor], source: str = "checkpoint") -> None:
+def place_text_weights(model: ClipTextEncoder, state: dict[str, Tensor], source: str = "checkpoint") -> None:
     """Copy the text-side tensors of an official state dict into `model`, every one or none.
 
     Fails, naming the keys, when a weight of the model has no tensor in the file, when a text-side
@@ -181,22 +140,14 @@ def place_text_weights(model: ClipTextEncoder, state_dict: dict[str, Tensor], so
     prompt generator are left for their own loaders.
     """
     own = model.state_dict()
-    placed: dict[str, Tensor] = {}
-    unplaced, mismatched, wrong_shape = [], [], set()
-    for key, tensor in state_dict.items():
-        if key in _IGNORED_KEYS:
-            continue
-        target = official_to_module_key(key)
-        if target is None:
-            continue
-        if target not in own:
-            unplaced.append(key)
-        elif tuple(own[target].shape) != tuple(tensor.shape):
-            wrong_shape.add(target)
-            mismatched.append(f"{key} {tuple(tensor.shape)} (expected {tuple(own[target].shape)})")
-        else:
-            placed[target] = tensor
-    missing = [_official_name(k) for k in own if k not in placed and k not in wrong_shape]
+    placed = text_state_from_official(state)
+    missing = [k for k in own if k not in placed]
+    unplaced = [k for k in placed if k not in own]
+    mismatched = [
+        f"{k} {tuple(placed[k].shape)} (expected {tuple(own[k].shape)})"
+        for k in own
+        if k in placed and tuple(placed[k].shape) != tuple(own[k].shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} text weight(s): {', '.join(missing)}")
@@ -210,16 +161,6 @@ def place_text_weights(model: ClipTextEncoder, state_dict: dict[str, Tensor], so
         for target, tensor in placed.items():
             # Half-precision files are read into the float32 model.
             own[target].copy_(tensor.to(own[target].dtype))
-
-
-def _official_name(module_key: str) -> str:
-    if module_key == "text_projection.weight":
-        return module_key
-    if module_key.startswith(("token_embedding.", "position_embedding.")):
-        return "text_model.embeddings." + module_key
-    if module_key.startswith("layers."):
-        return "text_model.encoder." + module_key
-    return "text_model." + module_key
 
 
 def weight_file(directory: str | os.PathLike) -> Path:
