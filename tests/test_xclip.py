@@ -139,7 +139,9 @@ def small_registry(monkeypatch):
     small = spec.replace(
         name="xclip_small",
         arch=SMALL_ARCH,
-        input=dataclasses.replace(spec.input, num_frames=2, crop_size=32, short_side=32, train_crop_size=32),
+        input=dataclasses.replace(
+            spec.input, num_frames=2, sampling_rate=4, crop_size=32, short_side=32, train_crop_size=32
+        ),
     )
     monkeypatch.setitem(spec_module.SPECS, "xclip_small", small)
     return small
@@ -262,3 +264,96 @@ def test_random_initialisation_trains(small_registry):
     # Every weight takes part (the text embedding rows of unused tokens aside).
     no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert no_grad == [], no_grad
+
+
+# -- zero-shot classification ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_weights(tmp_path, small_registry):
+    return str(write_transformers_dir(tmp_path / "small", SMALL_CONFIG, _small_state(_fixture())))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    from videogen import make_video
+
+    folder = tmp_path_factory.mktemp("videos")
+    return [
+        str(make_video(folder / f"v{seed}.mp4", num_frames=40, width=64, height=48, pattern="noise", seed=seed))
+        for seed in (1, 2)
+    ]
+
+
+def test_classify_scores_the_templated_labels_with_one_text_pass(small_weights, videos, monkeypatch):
+    from videozoo.jobs import classify as job
+
+    labels = ["dog running", "person cooking", "car"]
+    calls = []
+    engine = None
+    original = job.zero_shot_engine
+
+    def spy(*args, **kwargs):
+        nonlocal engine
+        engine = original(*args, **kwargs)
+        text = engine.model.text
+        forward = text.forward
+        monkeypatch.setattr(text, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+        return engine
+
+    monkeypatch.setattr(job, "zero_shot_engine", spy)
+    out = videozoo.classify(videos, model="xclip_small", labels=",".join(labels), weights=small_weights, top_k=2)
+    assert calls == []  # the label set was embedded once, before any video
+    assert [e["video"] for e in out] == videos
+    for entry, path in zip(out, videos, strict=True):
+        assert entry["model"] == "xclip_small" and entry["views"] == "1x1"
+        assert [r["label"] in labels for r in entry["top_k"]] == [True, True]
+        # The same view through the model with the templated texts gives the same probabilities.
+        view = engine.load(path).views  # (1, 3, 2, 32, 32)
+        with torch.no_grad():
+            probs = engine.model(view.float(), texts=[f"a video of {label}." for label in labels]).softmax(-1)[0]
+        expected = sorted(zip(probs.tolist(), labels, strict=True), reverse=True)[:2]
+        got = [(r["probability"], r["label"]) for r in entry["top_k"]]
+        assert [g[1] for g in got] == [e[1] for e in expected]
+        assert got[0][0] == pytest.approx(expected[0][0], abs=2e-3)  # bf16 where the CPU runs it natively
+
+
+def test_classify_cli_prints_predict_json(small_weights, videos, tmp_path, capsys):
+    import json
+
+    from videozoo.cli.main import main
+
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("dog running\n\n  person cooking \ncar\n")
+    common = ["--model", "xclip_small", "--weights", small_weights, "--json", "--precision", "fp32"]
+    # One video per call: with several, the command decodes in a worker process (as predict does),
+    # which this single-process test run leaves out.
+    lines = []
+    for video in videos:
+        assert main(["classify", video, *common, "--labels-file", str(labels_file), "--top-k", "9"]) == 0
+        lines += [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["video"] for e in lines] == videos
+    for entry in lines:
+        assert {"video", "model", "views", "precision", "top_k", "seconds"} <= set(entry)
+        assert sorted(r["label"] for r in entry["top_k"]) == ["car", "dog running", "person cooking"]
+        assert sum(r["probability"] for r in entry["top_k"]) == pytest.approx(1.0, abs=1e-5)
+    # Another template changes the scores; inline labels give the same as the file.
+    assert main(["classify", videos[0], *common, "--labels", "dog running,person cooking,car", "--top-k", "9"]) == 0
+    inline = json.loads(capsys.readouterr().out)
+    assert inline["top_k"] == lines[0]["top_k"]
+    assert main(["classify", videos[0], *common, "--labels", "dog running,person cooking,car", "--template", "{}"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert other["top_k"] != inline["top_k"]
+    assert main(["classify", videos[0], *common, "--labels", "a,a"]) == 2
+    assert "more than once" in capsys.readouterr().err
+    assert main(["classify", videos[0], *common, "--labels", "a,b", "--template", "a video"]) == 2
+
+
+def test_classify_refuses_a_fixed_class_model():
+    from videozoo.jobs.classify import parse_labels
+
+    with pytest.raises(ValueError, match="video-text model"):
+        videozoo.classify("x.mp4", model="x3d_xs", labels="a,b", weights=None)
+    assert parse_labels(" a , b,,c ") == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="no labels"):
+        parse_labels(" , ")

@@ -195,7 +195,8 @@ class XClip(VideoClassifier):
         self._check_clip(x)
         b, t = x.shape[0], x.shape[2]
         tokens = self.patch_embed(x)  # (B, T*P, D), frame by frame
-        tokens = tokens.reshape(b * t, -1, tokens.shape[-1])  # (B*T, P, D)
+        # Sizes written out (no -1), so that an empty batch still has a shape.
+        tokens = tokens.reshape(b * t, tokens.shape[1] // t, tokens.shape[-1])  # (B*T, P, D)
         cls = self.class_embedding.to(tokens.dtype).expand(b * t, 1, -1)
         tokens = self.pre_norm(self.positions(torch.cat([cls, tokens], dim=1)))  # (B*T, 1+P, D)
         for block in self.blocks:
@@ -206,7 +207,7 @@ class XClip(VideoClassifier):
             mixed = block(mixed)
         video = (mixed + frames).mean(dim=1)  # (B, E)
         patches = self.prompts_visual_projection(self.prompts_visual_norm(tokens[:, 1:]))  # (B*T, P, E)
-        return video, patches.reshape(b, t, -1, patches.shape[-1]).mean(dim=1)  # (B, P, E)
+        return video, patches.reshape(b, t, *patches.shape[1:]).mean(dim=1)  # (B, P, E)
 
     def tokenize(self, texts: str | Sequence[str]) -> tuple[Tensor, Tensor]:
         """`(input_ids, attention_mask)`, each int64 (N, 77): CLIP's byte-pair tokens of the texts."""
