@@ -216,6 +216,10 @@ class XClip(VideoClassifier):
     def encode_text(self, texts: str | Sequence[str] | tuple[Tensor, Tensor]) -> Tensor:
         """Text embeddings (N, E) before the video-specific prompts: texts, or `(input_ids, attention_mask)`."""
         ids, mask = texts if isinstance(texts, tuple) and isinstance(texts[0], Tensor) else self.tokenize(texts)  # type: ignore[arg-type]
+        # The padding after the longest text is cut: attention is causal and the embedding is read at the
+        # end token, so no column after it changes the result, and short labels cost a tenth of 77 columns.
+        length = max(1, int(mask.sum(dim=1).max())) if mask.numel() else ids.shape[1]
+        ids, mask = ids[:, :length], mask[:, :length]
         device = self.logit_scale.device
         return self.text(ids.to(device), mask.to(device))
 
@@ -260,7 +264,10 @@ class XClip(VideoClassifier):
         if texts is not None:
             return self.encode_text(texts)
         if self.label_embeds is None:
-            raise ValueError("X-CLIP scores text labels: pass texts=[...], or fix a label set with set_labels")
+            raise ValueError(
+                "X-CLIP scores text labels: pass texts=[...] or fix a label set with set_labels "
+                "(on the command line: videozoo classify --labels ...)"
+            )
         return self.label_embeds
 
     def forward_positions(self, x: Tensor) -> Tensor:  # type: ignore[override]
