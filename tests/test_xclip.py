@@ -241,6 +241,20 @@ def test_a_label_set_makes_a_classifier(tmp_path, small_registry):
         videozoo.create_model("xclip_small", weights=str(folder), num_classes=5)
 
 
+def test_convert_writes_a_videozoo_file_that_loads_alone(tmp_path, small_registry):
+    from videozoo.models.convert import convert_checkpoint
+
+    folder = write_transformers_dir(tmp_path / "small", SMALL_CONFIG, _small_state(_fixture()))
+    name, out = convert_checkpoint(folder, tmp_path / "xclip_small.safetensors")  # the model inferred
+    assert name == "xclip_small"
+    original = videozoo.create_model("xclip_small", weights=str(folder))
+    converted = videozoo.create_model("xclip_small", weights=str(out))
+    assert converted.class_names is None and converted.arch == SMALL_ARCH
+    x = torch.randn(1, 3, 2, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x, texts=["a", "b c"]), original(x, texts=["a", "b c"]), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 def test_registry_entries(name):
     spec = get_spec(name)

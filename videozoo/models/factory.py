@@ -204,13 +204,15 @@ def checkpoint_meta(model: VideoClassifier, *, training: Mapping[str, Any] | Non
     if not name:
         raise ValueError("the model carries no registry name (`model_name`); create it with videozoo.create_model")
     spec = get_spec(name)
-    names = getattr(model, "class_names", None)
+    # A video-text model's classes are labels given at run time, not part of its weights.
+    classifier = model.has_classifier
+    names = getattr(model, "class_names", None) if classifier else None
     return CheckpointMeta(
         model=name,
         arch=dict(getattr(model, "arch", None) or spec.arch),
         input=getattr(model, "input_config", None) or spec.input,
         class_names=tuple(names) if names is not None else None,
-        num_classes=model.num_classes,
+        num_classes=model.num_classes if classifier else None,
         training=training,
     )
 
