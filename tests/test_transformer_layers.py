@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from videozoo.models.layers import Attention, Block, DropPath, LearnedPositions, PatchEmbed3d, activation, sincos_table
+from videozoo.models.layers import (
+    Attention,
+    Block,
+    CrossAttention,
+    DropPath,
+    LearnedPositions,
+    PatchEmbed3d,
+    activation,
+    causal_mask,
+    sincos_table,
+)
 
 
 def test_attention_matches_separate_projections_with_query_and_value_bias():
@@ -22,6 +32,33 @@ def test_attention_matches_separate_projections_with_query_and_value_bias():
     weights = (q @ k.transpose(-1, -2) / 8**0.5).softmax(-1)
     ref = attn.proj((weights @ v).transpose(1, 2).reshape(2, 10, 32))
     torch.testing.assert_close(attn(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_causal_mask_lets_a_token_see_only_itself_and_those_before():
+    torch.manual_seed(0)
+    attn = Attention(16, 2).eval()
+    x = torch.randn(1, 6, 16)
+    with torch.no_grad():
+        out = attn(x, causal_mask(6))
+        # Token i of the masked pass is the unmasked pass over tokens 0..i.
+        for i in range(6):
+            torch.testing.assert_close(out[:, i], attn(x[:, : i + 1])[:, i], rtol=1e-5, atol=1e-5)
+    mask = causal_mask(3)
+    assert mask.shape == (1, 1, 3, 3) and (mask[0, 0].diagonal() == 0).all() and mask[0, 0, 0, 1] < -1e30
+
+
+def test_cross_attention_matches_a_direct_computation():
+    torch.manual_seed(0)
+    attn = CrossAttention(32, 4, qkv_bias=False).eval()
+    assert attn.q.bias is None and attn.kv.bias is None and attn.proj.bias is not None
+    x, ctx = torch.randn(2, 3, 32), torch.randn(2, 7, 32)
+    w_k, w_v = attn.kv.weight.chunk(2)
+    q = (x @ attn.q.weight.T).reshape(2, 3, 4, 8).transpose(1, 2)
+    k = (ctx @ w_k.T).reshape(2, 7, 4, 8).transpose(1, 2)
+    v = (ctx @ w_v.T).reshape(2, 7, 4, 8).transpose(1, 2)
+    weights = (q @ k.transpose(-1, -2) / 8**0.5).softmax(-1)  # (2, 4, 3, 7)
+    ref = attn.proj((weights @ v).transpose(1, 2).reshape(2, 3, 32))
+    torch.testing.assert_close(attn(x, ctx), ref, rtol=1e-5, atol=1e-5)
 
 
 def test_gelu_fast_is_the_tanh_approximation():

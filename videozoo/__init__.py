@@ -20,6 +20,7 @@ _LAZY = {
     "Engine": "videozoo.engine",
     "timeline": "videozoo.jobs.timeline",
     "timeline_stream": "videozoo.jobs.timeline",
+    "classify": "videozoo.jobs.classify",
 }
 
 __all__ = [*_LAZY, "export", "predict", "transform_for", "__version__"]

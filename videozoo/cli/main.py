@@ -67,14 +67,53 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             }
         else:
             entry = result.prediction.entry(args.model, top_k=args.top_k)
-        if args.json:
-            print(json.dumps(entry), flush=True)
-        elif "error" in entry:
-            print(f"{video}: error: {entry['error']}", file=sys.stderr, flush=True)
-        else:
-            print(f"{video} ({args.model}, {entry['views']} views, {entry['precision']}, {entry['seconds']:.2f} s)")
-            for r in entry["top_k"]:
-                print(f"  {r['probability']:7.2%}  {r['label']}")
+        _print_entry(entry, args)
+    return 1 if failed else 0
+
+
+def _print_entry(entry: dict, args: argparse.Namespace) -> None:
+    """One video's result as `predict` prints it: a JSON line, or the top-k as text."""
+    video = entry["video"]
+    if args.json:
+        print(json.dumps(entry), flush=True)
+    elif "error" in entry:
+        print(f"{video}: error: {entry['error']}", file=sys.stderr, flush=True)
+    else:
+        print(f"{video} ({args.model}, {entry['views']} views, {entry['precision']}, {entry['seconds']:.2f} s)")
+        for r in entry["top_k"]:
+            print(f"  {r['probability']:7.2%}  {r['label']}")
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from videozoo.jobs.classify import check_template, entries, parse_labels, zero_shot_engine
+
+    try:
+        labels = parse_labels(args.labels, args.labels_file)
+        check_template(args.template)
+    except (OSError, ValueError) as e:
+        print(f"videozoo classify: {e}", file=sys.stderr)
+        return 2
+    engine = zero_shot_engine(
+        args.model,
+        labels,
+        template=args.template,
+        weights=args.weights,
+        views=args.views,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        batch_size=args.batch_size,
+    )
+    print(
+        f"videozoo classify: {args.model}, {len(labels)} labels, {engine.plan} views, precision {engine.precision}, "
+        f"on {engine.device}",
+        file=sys.stderr,
+        flush=True,
+    )
+    failed = 0
+    for entry in entries(engine, args.videos, top_k=args.top_k, workers=1 if len(args.videos) > 1 else 0):
+        failed += "error" in entry
+        _print_entry(entry, args)
     return 1 if failed else 0
 
 
@@ -493,6 +532,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_arg(p)
     _add_stall_arg(p)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("classify", help="top-k over labels given as text (zero-shot, video-text models)")
+    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    _add_model_args(p)
+    labels = p.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", help='comma-separated labels, e.g. "person falls,dog runs,cooking"')
+    labels.add_argument("--labels-file", help="a text file of one label per line")
+    p.add_argument(
+        "--template", default="a video of {}.", help='prompt for each label, {} replaced (default "a video of {}.")'
+    )
+    p.add_argument("--top-k", type=_positive_int, default=5)
+    p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
+    p.add_argument("--json", action="store_true", help="one JSON object per video (as predict --json)")
+    p.set_defaults(func=_cmd_classify, model="xclip_b16_zero_shot")
 
     p = sub.add_parser("evaluate", help="accuracy on a labelled dataset (resumable, torchrun-aware)")
     _add_model_args(p)

@@ -31,6 +31,9 @@ class VideoClassifier(nn.Module):
     native_formats: frozenset[str] = frozenset({"videozoo", "safetensors"})
     #: True where the architecture takes exactly one clip size (learned position embeddings).
     fixed_input_size: bool = False
+    #: False for models whose classes are not a classifier layer of the weights (video-text models,
+    #: which score labels written at run time): `create_model` loads them without looking for a head.
+    has_classifier: bool = True
     #: Set by `create_model`: the registry name, the input the weights expect, the class names
     #: in index order (None where unknown).
     model_name: str | None = None

@@ -44,11 +44,15 @@ def infer_model(ckpt: Checkpoint) -> str:
             state = spec.cls.convert_checkpoint(ckpt.format, ckpt.state_dict, source=ckpt.source)
         except CheckpointError:
             continue
-        head = state.get(f"{spec.cls.classifier_name}.weight")
-        if head is None:
-            continue
-        with torch.device("meta"):
-            own = spec.build(num_classes=head.shape[0]).state_dict()
+        if spec.cls.has_classifier:
+            head = state.get(f"{spec.cls.classifier_name}.weight")
+            if head is None:
+                continue
+            with torch.device("meta"):
+                own = spec.build(num_classes=head.shape[0]).state_dict()
+        else:  # a video-text model: no classifier to size
+            with torch.device("meta"):
+                own = spec.build().state_dict()
         if own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own):
             fits.append(name)
     if len(fits) != 1:

@@ -92,6 +92,8 @@ def model_from_checkpoint(
     if meta is not None and meta.model != spec.name:
         raise CheckpointError(f"{ckpt.source}: holds weights of {meta.model!r}, not {spec.name!r}")
     state = spec.cls.convert_checkpoint(ckpt.format, ckpt.state_dict, source=ckpt.source)
+    if not spec.cls.has_classifier:
+        return _labelless_from_checkpoint(spec, ckpt, state, num_classes=num_classes, arch=arch)
     head_key = f"{spec.cls.classifier_name}.weight"
     if head_key not in state:
         raise CheckpointError(f"{ckpt.source}: no classifier weight {head_key!r}; is this a checkpoint of {spec.name}?")
@@ -126,6 +128,35 @@ def model_from_checkpoint(
     model.class_names = class_names
     model.model_name = spec.name
     model.input_config = meta.input if meta is not None and meta.input is not None else spec.input
+    return model.eval()
+
+
+def _labelless_from_checkpoint(
+    spec: ModelSpec,
+    ckpt: Checkpoint,
+    state: dict[str, Tensor],
+    *,
+    num_classes: int | None,
+    arch: Mapping[str, Any] | None,
+) -> VideoClassifier:
+    """A model without a classifier layer (classes given as text at run time): the weights, checked
+    against the publisher's config where one comes with them, and no class names."""
+    if num_classes:
+        raise ValueError(
+            f"{spec.name}: its classes are text labels; it has no classifier to give {num_classes} outputs"
+        )
+    meta = ckpt.meta
+    recorded = dict(meta.arch) if meta is not None else {}
+    _check_arch(spec, recorded, ckpt.source)
+    built = {**recorded, **(arch or {})}
+    if ckpt.config is not None:
+        spec.cls.check_config(ckpt.config, _full_arch(spec, built), source=ckpt.source)
+    with torch.device("meta"):
+        model = spec.build(**built)
+    load_state_strict(model, state, ckpt.source, assign=True)
+    model.model_name = spec.name
+    model.input_config = meta.input if meta is not None and meta.input is not None else spec.input
+    model.class_names = None
     return model.eval()
 
 
@@ -173,13 +204,15 @@ def checkpoint_meta(model: VideoClassifier, *, training: Mapping[str, Any] | Non
     if not name:
         raise ValueError("the model carries no registry name (`model_name`); create it with videozoo.create_model")
     spec = get_spec(name)
-    names = getattr(model, "class_names", None)
+    # A video-text model's classes are labels given at run time, not part of its weights.
+    classifier = model.has_classifier
+    names = getattr(model, "class_names", None) if classifier else None
     return CheckpointMeta(
         model=name,
         arch=dict(getattr(model, "arch", None) or spec.arch),
         input=getattr(model, "input_config", None) or spec.input,
         class_names=tuple(names) if names is not None else None,
-        num_classes=model.num_classes,
+        num_classes=model.num_classes if classifier else None,
         training=training,
     )
 

@@ -31,8 +31,8 @@ def view_input(spec: ModelSpec, *, batch: int = 1, crop: int | None = None, devi
     return [fast[:, :, idx.to(device)], fast]
 
 
-def count_gmacs(model: torch.nn.Module, x) -> float:
-    """Multiply-adds (billions) of one forward pass of `model` on `x`."""
+def count_gmacs(model: Callable, x) -> float:
+    """Multiply-adds (billions) of one forward pass of `model` (a module, or one of its methods) on `x`."""
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     return counter.get_total_flops() / 2 / 1e9
@@ -66,7 +66,9 @@ def _counted(spec: ModelSpec, what: tuple[str, int | None], count: Callable[[], 
 def _count_gflops(spec: ModelSpec, crop: int | None) -> float:
     with torch.device("meta"):
         model = spec.build().eval()
-    return count_gmacs(model, view_input(spec, crop=crop, device="meta"))
+    # A video-text model's view is its video side: the text side runs once per label set, not per view.
+    forward = model if spec.cls.has_classifier else model.encode_video
+    return count_gmacs(forward, view_input(spec, crop=crop, device="meta"))
 
 
 def _count_params(spec: ModelSpec) -> int:

@@ -4,7 +4,7 @@ Nothing here knows a family or a checkpoint layout: the families wire these bloc
 official key names onto them.
 """
 
-from videozoo.models.layers.attention import Attention
+from videozoo.models.layers.attention import Attention, CrossAttention, causal_mask
 from videozoo.models.layers.block import Block
 from videozoo.models.layers.drop_path import DropPath
 from videozoo.models.layers.mlp import Mlp, activation
@@ -14,10 +14,12 @@ from videozoo.models.layers.pos_embed import LearnedPositions, sincos_table
 __all__ = [
     "Attention",
     "Block",
+    "CrossAttention",
     "DropPath",
     "LearnedPositions",
     "Mlp",
     "PatchEmbed3d",
     "activation",
+    "causal_mask",
     "sincos_table",
 ]

@@ -43,11 +43,51 @@ class Attention(nn.Module):
             return self.qkv.bias
         return torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])  # (3*D,)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x (B, N, D); mask: None, or additive (B or 1, 1 or heads, N, N) scores, 0 where a query may
+        attend a key and a large negative value where it may not (see `causal_mask`)."""
         b, n, d = x.shape
         qkv = F.linear(x, self.qkv.weight, self._qkv_bias())  # (B, N, 3*D)
         qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         dropout = self.dropout if self.training else 0.0
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
+        return self.proj(x.transpose(1, 2).reshape(b, n, d))
+
+
+class CrossAttention(nn.Module):
+    """Queries from one token set attend to another: (B, Nq, D) x (B, Nk, D) -> (B, Nq, D).
+
+    `q` projects the queries; one fused `kv` (weight (2*D, D), rows k | v) projects the keys and
+    values from the same context tokens; `proj` maps the heads back. qkv_bias: whether `q` and `kv`
+    have biases (`proj` always has one).
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not a multiple of the {num_heads} attention heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        b, n, d = x.shape
+        m = context.shape[1]
+        q = self.q(x).reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, Nq, hd)
+        kv = self.kv(context).reshape(b, m, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)  # each (B, heads, Nk, hd)
+        dropout = self.dropout if self.training else 0.0
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
+
+
+def causal_mask(length: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+    """(1, 1, L, L) additive mask: token i attends to tokens 0..i (a language model's left-to-right
+    attention). The dtype's most negative value, not -inf, keeps a fully masked row finite."""
+    neg = torch.finfo(dtype).min
+    return torch.full((length, length), neg, dtype=dtype, device=device).triu(1)[None, None]

@@ -30,6 +30,7 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, mlp_hidden, act=act, dropout=dropout)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, N, D) -> (B, N, D)
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:  # (B, N, D) -> (B, N, D)
+        # mask: an additive attention mask (see Attention.forward), e.g. `causal_mask` for text.
+        x = x + self.drop_path(self.attn(self.norm1(x), mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))

@@ -14,10 +14,11 @@ class PatchEmbed3d(nn.Module):
     The weight is stored (D, C, t, h, w); `from_2d_weight` files hold (D, C, h, w).
     """
 
-    def __init__(self, in_channels: int, dim: int, tubelet: tuple[int, int, int]) -> None:
+    def __init__(self, in_channels: int, dim: int, tubelet: tuple[int, int, int], *, bias: bool = True) -> None:
         super().__init__()
         self.tubelet = tubelet
-        self.proj = nn.Conv3d(in_channels, dim, kernel_size=tubelet, stride=tubelet)
+        # bias=False for CLIP's patch embedding, whose convolution has none.
+        self.proj = nn.Conv3d(in_channels, dim, kernel_size=tubelet, stride=tubelet, bias=bias)
 
     def grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """(T', H', W'): the token grid of a clip of that size."""

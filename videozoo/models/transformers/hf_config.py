@@ -170,3 +170,67 @@ def rename_vit_layers(
         else:
             out.update(dict(found.values()))
     return out
+
+
+# CLIP's encoder layer (CLIP, X-CLIP: text, vision and MIT layers), suffix by suffix, and the name
+# of the same tensor in `videozoo.models.layers.Block`. Attention modules other than `self_attn`
+# (X-CLIP's `message_attn`) keep their own name with the same inner renaming.
+_CLIP_LAYER = {
+    "layer_norm1": "norm1",
+    "layer_norm2": "norm2",
+    "self_attn.out_proj": "attn.proj",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+_CLIP_QKV = ("q_proj", "k_proj", "v_proj")
+
+
+def rename_clip_layers(
+    state: Mapping[str, Any],
+    hf_prefix: str,
+    own_prefix: str,
+    *,
+    attentions: frozenset[str] = frozenset({"self_attn"}),
+    keep: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """`state` with CLIP encoder layers under `hf_prefix` ("text_model.encoder.layers.") renamed to
+    Blocks under `own_prefix` ("text.layers."); other keys are returned as they are.
+
+    For each attention module named in `attentions`, `<attn>.{q,k,v}_proj.{weight,bias}` are stacked
+    into `<attn>.qkv.*` (rows q | k | v) and `<attn>.out_proj` becomes `<attn>.proj`, with `self_attn`
+    named `attn`. Modules in `keep` (X-CLIP's `message_fc`) move under `own_prefix` unrenamed. As in
+    `rename_vit_layers`, an incomplete q/k/v set, or any tensor of no known part, keeps its file
+    name, so that loading reports it instead of filling a gap.
+    """
+    out: dict[str, Any] = {}
+    stacks: dict[tuple[str, str, str], dict[str, tuple[str, Any]]] = {}
+    for key, value in state.items():
+        if not key.startswith(hf_prefix):
+            out[key] = value
+            continue
+        index, _, suffix = key[len(hf_prefix) :].partition(".")
+        if not index.isdigit():
+            out[key] = value
+            continue
+        module, _, kind = suffix.rpartition(".")
+        attn, _, proj = module.rpartition(".")
+        own_attn = "attn" if attn == "self_attn" else attn
+        if attn in attentions and proj in _CLIP_QKV:
+            stacks.setdefault((index, attn, kind), {})[proj] = (key, value)
+            continue
+        if module in _CLIP_LAYER:
+            out[f"{own_prefix}{index}.{_CLIP_LAYER[module]}.{kind}"] = value
+        elif attn in attentions and proj == "out_proj":
+            out[f"{own_prefix}{index}.{own_attn}.proj.{kind}"] = value
+        elif module in keep:
+            out[f"{own_prefix}{index}.{module}.{kind}"] = value
+        else:
+            out[key] = value
+    for (index, attn, kind), found in stacks.items():
+        # Three projections of one width stack; anything else is left for loading to report.
+        if len(found) == 3 and len({tuple(found[p][1].shape[1:]) for p in _CLIP_QKV}) == 1:
+            own_attn = "attn" if attn == "self_attn" else attn
+            out[f"{own_prefix}{index}.{own_attn}.qkv.{kind}"] = torch.cat([found[p][1] for p in _CLIP_QKV], dim=0)
+        else:
+            out.update(dict(found.values()))
+    return out
