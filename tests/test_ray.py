@@ -119,12 +119,15 @@ def test_dense_equals_single_process_and_second_run_skips(cluster, videos, weigh
 
 
 def test_killed_workers_are_retried_without_loss_or_doubles(
-    cluster, faults, videos, weights, dense_reference, tmp_path
+    cluster, faults, videos, weights, dense_reference, tmp_path, capsys
 ):
     (faults / "decode").write_text("")
     (faults / "engine").write_text("")
     out = tmp_path / "ray"
-    summary = ray_run.extract_dense(_dense_cfg(out, videos, weights), ray_run.RayOptions())
+    # Through the command line this time: its --ray reaches the same job.
+    args = ["features", "--dense", "--clip-frames", "4", "--stride", "3", "--model", MODEL, "--weights", weights]
+    assert main([*args, *videos, "--out", str(out), "--ray"]) == 1  # the broken video
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     # Both processes really died: a decoding task and an engine actor, each retried by Ray.
     assert (faults / "decode.died").exists() and (faults / "engine.died").exists()
     assert summary["computed"] == 3 and summary["failed"] == 1
@@ -214,6 +217,18 @@ def test_bad_flag_combinations_name_the_flag(cluster, args, flag, capsys, tmp_pa
     assert main(args) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith(f"videozoo {args[0]}: error: {flag}"), err
+
+
+def test_predict_joins_a_cluster_by_its_address(cluster, videos, weights):
+    # Another process, pointed at this cluster: it joins it (no Ray of its own) and leaves it running.
+    address = ray.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "videozoo", "predict", videos[0], "--model", MODEL, "--weights", weights]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VIDEOZOO_BACKEND": "torch"}
+    done = subprocess.run([*cmd, "--json", "--ray", address], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    entry = json.loads(done.stdout.splitlines()[-1])
+    assert entry["video"] == videos[0] and len(entry["top_k"]) == 5
+    assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2
 
 
 def test_import_videozoo_does_not_import_ray():
