@@ -32,7 +32,33 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_options(args: argparse.Namespace):
+    """``--ray [ADDRESS]`` and ``--ray-actors`` -> RayOptions, or None without --ray."""
+    if args.ray is None:
+        if args.ray_actors is not None:
+            raise ValueError("--ray-actors: only with --ray")
+        return None
+    from videozoo.jobs.ray_run import RayOptions
+
+    return RayOptions(address=args.ray or None, actors=args.ray_actors)
+
+
+def _print_entry(entry: dict, args: argparse.Namespace) -> None:
+    video = entry["video"]
+    if args.json:
+        print(json.dumps(entry), flush=True)
+    elif "error" in entry:
+        print(f"{video}: error: {entry['error']}", file=sys.stderr, flush=True)
+    else:
+        print(f"{video} ({args.model}, {entry['views']} views, {entry['precision']}, {entry['seconds']:.2f} s)")
+        for r in entry["top_k"]:
+            print(f"  {r['probability']:7.2%}  {r['label']}")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    ray = _ray_options(args)
+    if ray is not None:
+        return _cmd_predict_ray(args, ray)
     from videozoo.engine import Engine
 
     engine = Engine.build(
@@ -71,17 +97,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _print_entry(entry: dict, args: argparse.Namespace) -> None:
-    """One video's result as `predict` prints it: a JSON line, or the top-k as text."""
-    video = entry["video"]
-    if args.json:
-        print(json.dumps(entry), flush=True)
-    elif "error" in entry:
-        print(f"{video}: error: {entry['error']}", file=sys.stderr, flush=True)
-    else:
-        print(f"{video} ({args.model}, {entry['views']} views, {entry['precision']}, {entry['seconds']:.2f} s)")
-        for r in entry["top_k"]:
-            print(f"  {r['probability']:7.2%}  {r['label']}")
+def _cmd_predict_ray(args: argparse.Namespace, options) -> int:
+    from videozoo.jobs import ray_run
+
+    if args.stall_timeout is not None:
+        raise ValueError("--stall-timeout: under --ray, Ray runs and retries the decoding tasks (leave it out)")
+    failed = 0
+    for entry in ray_run.predict(
+        args.videos,
+        options,
+        model=args.model,
+        weights=args.weights,
+        views=args.views,
+        device=args.device,
+        precision=args.precision,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        top_k=args.top_k,
+    ):
+        failed += "error" in entry
+        _print_entry(entry, args)
+    return 1 if failed else 0
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
@@ -146,8 +183,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
+    ray = _ray_options(args)
+    if ray is not None and args.stall_timeout is not None:
+        raise ValueError("--stall-timeout: under --ray, Ray runs and retries the decoding tasks (leave it out)")
     if args.dense or args.preset is not None:
-        return _cmd_dense_features(args)
+        return _cmd_dense_features(args, ray)
+    if ray is not None and args.workers is not None:
+        raise ValueError("--workers: under --ray, decoding runs in Ray tasks over the cluster's CPUs (leave it out)")
     for flag, value in _dense_flags(args) + _dense_only_flags(args):
         if value is not None:
             raise ValueError(f"{flag}: only for dense features (add --dense, or use a --preset)")
@@ -170,7 +212,12 @@ def _cmd_features(args: argparse.Namespace) -> int:
         wait=args.wait,
         stall_timeout=args.stall_timeout,
     )
-    summary = extract_features(cfg)
+    if ray is not None:
+        from videozoo.jobs import ray_run
+
+        summary = ray_run.extract_features(cfg, ray)
+    else:
+        summary = extract_features(cfg)
     print(json.dumps(summary))
     return 1 if summary["failed"] else 0
 
@@ -188,7 +235,7 @@ def _dense_only_flags(args: argparse.Namespace) -> list[tuple[str, object]]:
     return [("--overwrite", args.overwrite or None)]
 
 
-def _cmd_dense_features(args: argparse.Namespace) -> int:
+def _cmd_dense_features(args: argparse.Namespace, ray=None) -> int:
     from videozoo.jobs.dense import DEFAULT_LAST, DenseConfig, extract_dense, get_preset
 
     # Settings of the pooled-features job that dense features do not take: refused, not ignored.
@@ -197,7 +244,8 @@ def _cmd_dense_features(args: argparse.Namespace) -> int:
     if args.format != "npy":
         raise ValueError(f"--format {args.format}: dense features are written as one .npy per video")
     if args.workers is not None:
-        raise ValueError("--workers: dense features decode each video once, in order, in this process")
+        where = "in a Ray task" if ray is not None else "in this process"
+        raise ValueError(f"--workers: dense features decode each video once, in order, {where}")
     if args.backend == "onnxruntime":
         raise ValueError("--backend onnxruntime: dense features run the torch model (any clip length)")
     values = {"clip_frames": args.clip_frames, "stride": args.stride, "fps": args.fps, "last": args.last}
@@ -243,7 +291,12 @@ def _cmd_dense_features(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         wait=args.wait,
     )
-    summary = extract_dense(cfg)
+    if ray is not None:
+        from videozoo.jobs import ray_run
+
+        summary = ray_run.extract_dense(cfg, ray)
+    else:
+        summary = extract_dense(cfg)
     print(json.dumps(summary))
     return 1 if summary["failed"] else 0
 
@@ -502,6 +555,25 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
 
 
+def _add_ray_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run over a Ray cluster (the ray extra): decoding in Ray tasks, the model in a pool of actors; "
+        "ADDRESS: the cluster's (ray://HOST:10001, HOST:6379 or auto); none: a local Ray for this run",
+    )
+    p.add_argument(
+        "--ray-actors",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="engine actors under --ray (default: one per GPU of the cluster, else one)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videozoo", description="Pretrained video action recognition models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -531,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per video")
     _add_backend_arg(p)
     _add_stall_arg(p)
+    _add_ray_args(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("classify", help="top-k over labels given as text (zero-shot, video-text models)")
@@ -577,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
     _add_stall_arg(p)
+    _add_ray_args(p)
     dense = p.add_argument_group("dense features (docs/features.md)")
     dense.add_argument(
         "--dense", action="store_true", help="one vector per window of --clip-frames frames every --stride frames"

@@ -44,6 +44,8 @@ import numpy as np
 import torch
 
 from videozoo.data.datasets import VideoItem, load_video_list
+from videozoo.data.input_config import InputConfig
+from videozoo.data.transforms import ClipTransform
 from videozoo.engine import Engine
 from videozoo.engine.views import Views, count_views, stack_views
 from videozoo.io import Frame, open_video
@@ -370,7 +372,7 @@ def check_clip_frames(engine: Engine, clip_frames: int) -> None:
             ) from None
 
 
-def window_views(engine: Engine, window: DenseWindow, video_fps: float | None) -> Views:
+def window_views(engine: Engine | DenseDecoder, window: DenseWindow, video_fps: float | None) -> Views:
     """The window's clip through the engine's transform: (1, C, N, crop, crop), or [slow, fast]."""
     first = window.frames[0].rgb().numpy()  # (C, H, W) uint8, contiguous
     # Plain block copies in numpy, in this thread: a torch copy of a few small uint8 frames wakes
@@ -386,32 +388,42 @@ def windows_per_batch(engine: Engine, clip_frames: int) -> int:
     return max(1, engine.batch_size * engine.input.num_frames // clip_frames)
 
 
-def dense_features(
-    engine: Engine,
-    path: str | os.PathLike,
-    plan: DensePlan,
-    *,
-    threads: int | None = None,
-    batch_size: int | None = None,
-) -> DenseResult:
-    """The dense features of one video, read once in order (see the module docstring).
+@dataclass
+class DenseDecoder:
+    """The decoding side of an engine: what turns a video into window views, without the model.
 
-    batch_size: windows per forward pass (default: the engine's, scaled to the window length).
+    Built from an :class:`Engine` (``from_engine``) so that a process without the model (a Ray
+    decoding task) transforms windows exactly as the engine's own process would.
     """
-    batch = batch_size or windows_per_batch(engine, plan.clip_frames)
-    rows: list[np.ndarray] = []
-    records: list[dict[str, Any]] = []
+
+    input: InputConfig
+    transform: ClipTransform
+    threads: int | None = None
+
+    @classmethod
+    def from_engine(cls, engine: Engine, threads: int | None = None) -> DenseDecoder:
+        return cls(engine.input, engine.transform, threads)
+
+
+@dataclass
+class DenseDecode:
+    """What one pass over a video found besides its windows (filled once the pass has ended)."""
+
+    frames: int = 0  # timeline frames
+    fps: float = 0.0  # timeline rate
+    video_fps: float = 0.0
+    lost_frames: int = 0
+    peak_frames_held: int = 0
+
+
+def window_batches(
+    decoder: Engine | DenseDecoder, path: str | os.PathLike, plan: DensePlan, batch: int, info: DenseDecode
+) -> Iterator[list[tuple[DenseWindow, Views]]]:
+    """The windows of one video with their views, ``batch`` views at a time (the last batch may be
+    smaller), read once in order; ``info`` is filled when the generator ends."""
     pending: list[tuple[DenseWindow, Views]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        feats = engine.forward(stack_views([v for _, v in pending]), "features")  # (windows, D)
-        rows.append(feats.float().numpy())
-        records.extend(w.record() for w, _ in pending)
-        pending.clear()
-
-    with open_video(path, threads=threads, fps=engine.input.fps) as video:
+    threads = decoder.threads
+    with open_video(path, threads=threads, fps=decoder.input.fps) as video:
         video_fps = float(video.fps or 0.0)
         lost = 0
 
@@ -430,7 +442,7 @@ def dense_features(
         stream = WindowStream(plan, interval)
 
         def add(w: DenseWindow) -> None:
-            views = window_views(engine, w, video_fps or None)
+            views = window_views(decoder, w, video_fps or None)
             w.frames = []  # the clip is in its views now; the frames go once no other window holds them
             pending.append((w, views))
 
@@ -438,22 +450,59 @@ def dense_features(
             for w in stream.push(tf):
                 add(w)
                 if sum(count_views(v) for _, v in pending) >= batch:
-                    flush()
+                    yield list(pending)
+                    pending.clear()
         for w in stream.finish():
             add(w)
-        flush()
-    dim = rows[0].shape[1] if rows else int(getattr(engine.model, "num_features", 0))
+        if pending:
+            yield list(pending)
+    info.frames = stream.frames
+    info.fps = plan.fps if plan.fps is not None else video_fps
+    info.video_fps = video_fps
+    info.lost_frames = lost
+    info.peak_frames_held = stream.peak_held
+
+
+def dense_features(
+    engine: Engine,
+    path: str | os.PathLike,
+    plan: DensePlan,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+) -> DenseResult:
+    """The dense features of one video, read once in order (see the module docstring).
+
+    batch_size: windows per forward pass (default: the engine's, scaled to the window length).
+    """
+    batch = batch_size or windows_per_batch(engine, plan.clip_frames)
+    rows: list[np.ndarray] = []
+    records: list[dict[str, Any]] = []
+    info = DenseDecode()
+    for pending in window_batches(DenseDecoder.from_engine(engine, threads), path, plan, batch, info):
+        feats = engine.forward(stack_views([v for _, v in pending]), "features")  # (windows, D)
+        rows.append(feats.float().numpy())
+        records.extend(w.record() for w, _ in pending)
+    return dense_result(plan, info, rows, records, int(getattr(engine.model, "num_features", 0)))
+
+
+def dense_result(
+    plan: DensePlan, info: DenseDecode, rows: list[np.ndarray], records: list[dict[str, Any]], dim: int
+) -> DenseResult:
+    """One video's result from its feature rows ((windows, D) arrays in window order), checked
+    against the formula; ``dim``: the feature width where the video has no window."""
+    dim = rows[0].shape[1] if rows else dim
     feats = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
-    expected = plan.count(stream.frames)
+    expected = plan.count(info.frames)
     assert len(feats) == expected == len(records), f"{len(feats)} windows where the formula gives {expected}"
     return DenseResult(
         features=feats.astype(np.float32, copy=False),
         windows=records,
-        frames=stream.frames,
-        fps=plan.fps if plan.fps is not None else video_fps,
-        video_fps=video_fps,
-        lost_frames=lost,
-        peak_frames_held=stream.peak_held,
+        frames=info.frames,
+        fps=info.fps,
+        video_fps=info.video_fps,
+        lost_frames=info.lost_frames,
+        peak_frames_held=info.peak_frames_held,
     )
 
 
@@ -524,6 +573,16 @@ def output_names(items: list[VideoItem]) -> list[str]:
 
 def extract_dense(cfg: DenseConfig) -> dict[str, Any]:
     """Run the dense features of every video of ``cfg`` into ``cfg.out`` (resumable)."""
+    plan, items, names = check_config(cfg)
+    out = prepare_out(cfg.out)  # a bad --out fails before the model is loaded
+    engine = build_engine(cfg)
+    check_clip_frames(engine, plan.clip_frames)
+    with RunLock(out, wait=cfg.wait):
+        return _run(cfg, plan, engine, items, names, out)
+
+
+def check_config(cfg: DenseConfig) -> tuple[DensePlan, list[VideoItem], list[str]]:
+    """The run's plan, videos and output names, every flag checked (nothing is loaded or written)."""
     plan = cfg.plan  # flags are checked before anything else
     get_spec(cfg.model)
     if not cfg.data and not cfg.videos:
@@ -539,18 +598,78 @@ def extract_dense(cfg: DenseConfig) -> dict[str, Any]:
         items = load_video_list(cfg.data).items
     else:
         items = [VideoItem(str(v), None) for v in cfg.videos or []]
-    names = output_names(items)
-    out = prepare_out(cfg.out)  # a bad --out fails before the model is loaded
-    engine = build_engine(cfg)
-    check_clip_frames(engine, plan.clip_frames)
-    with RunLock(out, wait=cfg.wait):
-        return _run(cfg, plan, engine, items, names, out)
+    return plan, items, output_names(items)
 
 
 def _run(
     cfg: DenseConfig, plan: DensePlan, engine: Engine, items: list[VideoItem], names: list[str], out: Path
 ) -> dict[str, Any]:
+    run = open_run(cfg, plan, engine, items, names, out)
+    computed = windows = 0
+    with RecordWriter(run.index_path) as index:
+        for i in run.todo:
+            path = items[i].path
+            try:
+                result = dense_features(engine, path, plan, threads=cfg.threads, batch_size=cfg.batch_size)
+            except Exception as e:  # one bad video never stops the run
+                write_video(run, index, i, None, error_text(path, e))
+                continue
+            windows += write_video(run, index, i, result, None)
+            computed += 1
+    return run.summary(computed, windows)
+
+
+def error_text(path: str, e: BaseException) -> str:
+    """A failed video's error entry: the exception's type and message, naming the video."""
+    reason = str(e) if path in str(e) else f"{path}: {e}"
+    return f"{type(e).__name__}: {reason}"
+
+
+@dataclass
+class DenseRun:
+    """A run's output folder, checked and prepared: its identity and the videos still to compute."""
+
+    cfg: DenseConfig
+    plan: DensePlan
+    out: Path
+    ident: dict[str, Any]
+    items: list[VideoItem]
+    names: list[str]
+    todo: list[int]  # positions in ``items``
+    crop: int
+    precision: str
+
+    @property
+    def index_path(self) -> Path:
+        return self.out / "index.jsonl"
+
+    def summary(self, computed: int, windows: int) -> dict[str, Any]:
+        latest = {r["name"]: r for r in read_records(self.index_path) if r.get("name")}
+        return {
+            "videos": len(self.items),
+            "computed": computed,
+            "skipped": len(self.items) - len(self.todo),
+            "failed": sum(1 for name in self.names if latest.get(name, {}).get("error")),
+            "windows": windows,
+            "out": str(self.out),
+        }
+
+
+def open_run(
+    cfg: DenseConfig,
+    plan: DensePlan,
+    engine: Engine,
+    items: list[VideoItem],
+    names: list[str],
+    out: Path,
+    *,
+    precision: str | None = None,
+) -> DenseRun:
+    """Check ``out`` against this run's identity (refusing other settings), start it afresh where
+    asked, and find the videos not yet finished. ``precision``: the one the model runs in, where
+    that is not ``engine``'s (a run whose model runs elsewhere)."""
     index_path = out / "index.jsonl"
+    precision = precision or engine.precision.name
     ident = identity(
         model=cfg.model,
         weights=None,  # replaced below: the file the weights key resolves to, packaged ones too
@@ -560,7 +679,7 @@ def _run(
         dense=asdict(plan),
         crop=engine.input.crop_size,
         preset=cfg.preset,
-        precision=engine.precision.name,
+        precision=precision,
     )
     ident["weights_sha256"] = weights_sha256(cfg.model, cfg.weights)
     previous = index_path.exists() or (out / MANIFEST).exists()
@@ -600,60 +719,51 @@ def _run(
         if not r.get("error") and (out / f"{name}.npy").exists() and (out / f"{name}.json").exists()
     }
     todo = [i for i in range(len(items)) if names[i] not in done]
-    computed = windows = 0
-    with RecordWriter(index_path) as index:
-        for i in todo:
-            path, name = items[i].path, names[i]
-            rec: dict[str, Any] = {"index": i, "video": path, "name": name, "error": None}
-            try:
-                result = dense_features(engine, path, plan, threads=cfg.threads, batch_size=cfg.batch_size)
-            except Exception as e:  # one bad video never stops the run
-                reason = str(e) if path in str(e) else f"{path}: {e}"
-                rec["error"] = f"{type(e).__name__}: {reason}"
-                index.write(rec)
-                continue
-            sidecar = {
-                "video": path,
-                "model": cfg.model,
-                "weights": cfg.weights,
-                "weights_sha256": ident["weights_sha256"],
-                "preset": cfg.preset,
-                "fps": result.fps,
-                "video_fps": result.video_fps,
-                "resampled": plan.fps is not None,
-                "clip_frames": plan.clip_frames,
-                "stride": plan.stride,
-                "last": plan.last,
-                "lookahead": plan.lookahead,
-                "crop": engine.input.crop_size,
-                "frames": result.frames,
-                "dim": int(result.features.shape[1]),
-                "precision": engine.precision.name,
-                "lost_frames": result.lost_frames,
-                "windows": result.windows,
-                "videozoo_version": ident["videozoo_version"],
-            }
-            try:
-                _save_npy(out / f"{name}.npy", result.features)
-                write_text_atomic(out / f"{name}.json", json.dumps(sidecar, indent=1) + "\n")
-                rec["windows"] = len(result.windows)
-                index.write(rec)
-            except OSError as e:
-                raise RunError(
-                    f"{out}: cannot write ({e.strerror or e}) after {index.written} of the {len(todo)} videos of "
-                    "this run; the finished videos are kept: free space and continue with --resume"
-                ) from e
-            computed += 1
-            windows += len(result.windows)
-    latest = {r["name"]: r for r in read_records(index_path) if r.get("name")}
-    return {
-        "videos": len(items),
-        "computed": computed,
-        "skipped": len(items) - len(todo),
-        "failed": sum(1 for name in names if latest.get(name, {}).get("error")),
-        "windows": windows,
-        "out": str(out),
+    return DenseRun(cfg, plan, out, ident, items, names, todo, engine.input.crop_size, precision)
+
+
+def write_video(run: DenseRun, index: RecordWriter, i: int, result: DenseResult | None, error: str | None) -> int:
+    """Write video ``i``'s features and sidecar (each atomically), then its index line; or, with
+    ``error``, only its error line. Returns the windows written."""
+    cfg, plan, out = run.cfg, run.plan, run.out
+    path, name = run.items[i].path, run.names[i]
+    rec: dict[str, Any] = {"index": i, "video": path, "name": name, "error": error}
+    if result is None:
+        assert error is not None, "a video has a result or an error"
+        index.write(rec)
+        return 0
+    sidecar = {
+        "video": path,
+        "model": cfg.model,
+        "weights": cfg.weights,
+        "weights_sha256": run.ident["weights_sha256"],
+        "preset": cfg.preset,
+        "fps": result.fps,
+        "video_fps": result.video_fps,
+        "resampled": plan.fps is not None,
+        "clip_frames": plan.clip_frames,
+        "stride": plan.stride,
+        "last": plan.last,
+        "lookahead": plan.lookahead,
+        "crop": run.crop,
+        "frames": result.frames,
+        "dim": int(result.features.shape[1]),
+        "precision": run.precision,
+        "lost_frames": result.lost_frames,
+        "windows": result.windows,
+        "videozoo_version": run.ident["videozoo_version"],
     }
+    try:
+        _save_npy(out / f"{name}.npy", result.features)
+        write_text_atomic(out / f"{name}.json", json.dumps(sidecar, indent=1) + "\n")
+        rec["windows"] = len(result.windows)
+        index.write(rec)
+    except OSError as e:
+        raise RunError(
+            f"{out}: cannot write ({e.strerror or e}) after {index.written} of the {len(run.todo)} videos of "
+            "this run; the finished videos are kept: free space and continue with --resume"
+        ) from e
+    return len(result.windows)
 
 
 def weights_sha256(model: str, weights: str | os.PathLike | None) -> str | None:

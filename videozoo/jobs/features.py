@@ -15,12 +15,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from videozoo.data.datasets import VideoItem, VideoList, load_video_list
 from videozoo.data.plan import ViewPlan
 from videozoo.engine import Engine
+from videozoo.engine.views import VideoViews
 from videozoo.jobs.records import RecordWriter, read_records, repair_tail
 from videozoo.jobs.rundir import (
     RunError,
@@ -71,6 +73,14 @@ def _video_list(cfg: FeatureConfig, classes: list[str] | None) -> VideoList:
 
 
 def extract_features(cfg: FeatureConfig) -> dict:
+    check_config(cfg)
+    out = prepare_out(cfg.out)
+    with RunLock(out, wait=cfg.wait):
+        return _extract(cfg, out)
+
+
+def check_config(cfg: FeatureConfig) -> None:
+    """Every flag checked before anything is loaded or written."""
     if cfg.format not in ("npy", "safetensors"):
         raise ValueError(f"unknown feature format {cfg.format!r}: use npy or safetensors")
     get_spec(cfg.model)  # an unknown name fails before anything is written
@@ -81,30 +91,77 @@ def extract_features(cfg: FeatureConfig) -> dict:
             "--resume with random weights (--weights none): each run draws other weights, so the "
             "features would not belong together; save the model (videozoo.save_model) and pass the file"
         )
-    out = prepare_out(cfg.out)
-    with RunLock(out, wait=cfg.wait):
-        return _extract(cfg, out)
 
 
 def _extract(cfg: FeatureConfig, out: Path) -> dict:
+    engine = build_engine(cfg)
+    run = open_run(cfg, out, engine)
+    with RecordWriter(run.index_path) as index:
+        for result in engine.map(
+            [run.videos.items[i].path for i in run.todo],
+            workers=cfg.workers,
+            output="features",
+            indices=run.todo,
+            stall_timeout=cfg.stall_timeout,
+        ):
+            if result.error is None:
+                write_video(run, index, result.index, result.output.numpy(), clip_records(result.loaded), None)
+            else:
+                write_video(run, index, result.index, None, None, result.error)
+    return run.gather()
+
+
+def build_engine(cfg: FeatureConfig, **overrides: Any) -> Engine:
+    """The engine of the run (``overrides``: device or precision where the model runs elsewhere)."""
+    options: dict[str, Any] = {"device": cfg.device, "precision": cfg.precision, **overrides}
+    return Engine.build(
+        cfg.model, weights=cfg.weights, backend=cfg.backend, views=cfg.views, batch_size=cfg.batch_size, **options
+    )
+
+
+def clip_records(loaded: VideoViews) -> list[dict]:
+    """Each view's clip as the index records it: its window in seconds and its crop."""
+    return [
+        {"start_sec": round(w.start_sec, 6), "end_sec": round(w.end_sec, 6), "crop": c}
+        for w in loaded.windows
+        for c in range(loaded.crops)
+    ]
+
+
+@dataclass
+class FeatureRun:
+    """A run's output folder, checked and prepared: the videos and those still to compute."""
+
+    cfg: FeatureConfig
+    out: Path
+    videos: VideoList
+    todo: list[int]
+
+    @property
+    def index_path(self) -> Path:
+        return self.out / "index.jsonl"
+
+    @property
+    def parts(self) -> Path:
+        return self.out / "parts"
+
+    def gather(self) -> dict:
+        return _gather(self.out, self.cfg.format, len(self.videos))
+
+
+def open_run(cfg: FeatureConfig, out: Path, engine: Engine, *, precision: str | None = None) -> FeatureRun:
+    """Check a resumption against ``out``'s manifest (or start afresh) and find the videos to compute.
+    ``precision``: the one the model runs in, where that is not ``engine``'s."""
     parts = out / "parts"
     index_path = out / "index.jsonl"
-    engine = Engine.build(
-        cfg.model,
-        weights=cfg.weights,
-        backend=cfg.backend,
-        views=cfg.views,
-        device=cfg.device,
-        precision=cfg.precision,
-        batch_size=cfg.batch_size,
-    )
+    precision = precision or engine.precision.name
     videos = _video_list(cfg, engine.class_names)
     ident = identity(
         model=cfg.model,
         weights=cfg.weights,
         data_sha=data_sha256(cfg.data, videos=cfg.videos),
         views=str(cfg.views),
-        precision=engine.precision.name,
+        precision=precision,
     )
     if cfg.resume and index_path.exists():
         check_resume(out, ident, job="features")
@@ -119,33 +176,33 @@ def _extract(cfg: FeatureConfig, out: Path) -> dict:
         r["index"] for r in read_records(index_path) if r.get("error") or (parts / f"{r['index']:07d}.npy").exists()
     }
     todo = [i for i in range(len(videos)) if i not in done]
-    _write_output(out / "config.json", json.dumps({**cfg.to_dict(), "precision_used": engine.precision.name}, indent=2))
-    with RecordWriter(index_path) as index:
-        for result in engine.map(
-            [videos.items[i].path for i in todo],
-            workers=cfg.workers,
-            output="features",
-            indices=todo,
-            stall_timeout=cfg.stall_timeout,
-        ):
-            i, item = result.index, videos.items[result.index]
-            rec = {"index": i, "video": item.path, "label": item.label, "error": result.error}
-            try:
-                if result.error is None:
-                    loaded = result.loaded
-                    _save_part(parts / f"{i:07d}.npy", result.output.numpy())  # (V, D)
-                    rec["clips"] = [
-                        {"start_sec": round(w.start_sec, 6), "end_sec": round(w.end_sec, 6), "crop": c}
-                        for w in loaded.windows
-                        for c in range(loaded.crops)
-                    ]
-                index.write(rec)
-            except OSError as e:
-                raise RunError(
-                    f"{out}: cannot write ({e.strerror or e}) after {index.written} of the {len(todo)} videos of "
-                    "this run; the finished videos are kept: free space and continue with --resume"
-                ) from e
-    return _gather(out, cfg.format, len(videos))
+    _write_output(out / "config.json", json.dumps({**cfg.to_dict(), "precision_used": precision}, indent=2))
+    return FeatureRun(cfg, out, videos, todo)
+
+
+def write_video(
+    run: FeatureRun,
+    index: RecordWriter,
+    i: int,
+    feats: np.ndarray | None,
+    clips: list[dict] | None,
+    error: str | None,
+) -> None:
+    """Write video ``i``'s part ((V, D) features, atomically) and then its index line; or, with
+    ``error``, only its error line."""
+    item = run.videos.items[i]
+    rec = {"index": i, "video": item.path, "label": item.label, "error": error}
+    try:
+        if error is None:
+            assert feats is not None, "a video has features or an error"
+            _save_part(run.parts / f"{i:07d}.npy", feats)
+            rec["clips"] = clips
+        index.write(rec)
+    except OSError as e:
+        raise RunError(
+            f"{run.out}: cannot write ({e.strerror or e}) after {index.written} of the {len(run.todo)} videos of "
+            "this run; the finished videos are kept: free space and continue with --resume"
+        ) from e
 
 
 def _save_part(path: Path, feats: np.ndarray) -> None:
