@@ -12,7 +12,7 @@ PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durat
 $(STAMP): pyproject.toml scripts/install_torch.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	scripts/install_torch.sh $(VENV)
-	$(BIN)/pip install -q -e ".[test,dev,serve,timeline,export,openvino]"
+	$(BIN)/pip install -q -e ".[test,dev,serve,timeline,export,openvino,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)
