@@ -98,6 +98,12 @@ class Stall:
                 return line.strip()
         return ""
 
+    @property
+    def error(self) -> str:
+        """The item's error entry: the reason and where the worker was stuck."""
+        where = f" (stuck in {self.innermost})" if self.innermost else ""
+        return f"Stalled: {self.reason}{where}"
+
     def report(self) -> str:
         return f"{self.reason}. Its worker's stack (most recent call first):\n{self.stack.rstrip() or '(not written)'}"
 

@@ -126,33 +126,28 @@ class Engine:
             model = model.eval().to(self.device)
             # One view at the eval crop; the passes below read shapes only (an empty batch).
             example = view_input(get_spec(self.model_name).replace(input=self.input), device=self.device)
-            runner = None
-            if backend == "auto":
+            fallback = backend == "auto"  # auto runs eagerly what OpenVINO cannot convert
+            if fallback:
                 backend = auto_backend(self.device, self.precision.name)
-                fallback = True
-            else:
-                fallback = False
+            if backend not in ("torch", "openvino"):
+                raise ValueError(f"--backend {backend!r}: a model object runs with torch or openvino")
             if backend == "openvino":
                 if self.device.type != "cpu":
                     raise ValueError(f"--backend openvino runs on the CPU, not {self.device} (use --device cpu)")
                 # BatchNorm folded, plain layouts: what OpenVINO converts (oneDNN fusions would not read).
                 model = optimize_for_inference(model, example, channels_last=False, inplace=inplace)
                 try:
-                    runner = OpenVinoRunner(model, example, self.precision, log=_log)
-                except Exception as e:  # a model OpenVINO cannot convert: auto runs it eagerly instead
+                    self.runner = OpenVinoRunner(model, example, self.precision, log=_log)
+                except Exception as e:
                     if not fallback:
                         raise
                     _log(f"openvino: cannot convert {self.model_name} ({type(e).__name__}: {e}); running it with torch")
                     backend = "torch"
-            if runner is not None:
-                self.runner = runner
-            elif backend == "torch":
+            if backend == "torch":
                 if optimize:
                     cpu = self.device.type == "cpu"
                     model = optimize_for_inference(model, example, fuse_relu=cpu, inplace=inplace)
                 self.runner = TorchRunner(model, self.device, self.precision)
-            else:
-                raise ValueError(f"--backend {backend!r}: a model object runs with torch or openvino")
             self.model = model
             # Counted in float32 even under bf16: autocast keeps float32 copies of some tensors alive.
             self.view_bytes = largest_activation_bytes(model, example)
@@ -273,11 +268,7 @@ class Engine:
             try:
                 for position in range(done, len(files)):
                     if position in stalled:
-                        s = stalled[position]
-                        where = f" (stuck in {s.innermost})" if s.innermost else ""
-                        yield VideoResult(
-                            labels[position], files[position], None, None, None, f"Stalled: {s.reason}{where}"
-                        )
+                        yield VideoResult(labels[position], files[position], None, None, None, stalled[position].error)
                         done = position + 1
                         continue
                     try:

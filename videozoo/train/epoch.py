@@ -15,7 +15,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -115,13 +115,7 @@ def train_epoch(
     diverged: float | None = None  # a non-finite loss in the current group
     at_group_start = copy.copy(sums)  # what a stop inside an accumulation group goes back to
     try:
-        for batch in _until_stall(loader):
-            if isinstance(batch, WorkerStalled):
-                # The batches of an unfinished accumulation group are done again after --resume.
-                done = batch_index - batch_index % cfg.accumulate
-                kept = at_group_start if done < batch_index else sums
-                kept.seconds = seconds_before + time.perf_counter() - t0
-                return EpochEnd(kept, interrupted=True, batch=done, stalled=batch)
+        for batch in loader:
             position = batch_index % cfg.accumulate
             group_start = batch_index - position
             group_size = min(cfg.accumulate, num_batches - group_start)
@@ -162,18 +156,16 @@ def train_epoch(
             if procs.any(stop.requested) and batch_index < num_batches:
                 sums.seconds = seconds_before + time.perf_counter() - t0
                 return EpochEnd(sums, interrupted=True, batch=batch_index)
+    except WorkerStalled as stalled:
+        # The batches of an unfinished accumulation group are done again after --resume.
+        done = batch_index - batch_index % cfg.accumulate
+        kept = at_group_start if done < batch_index else sums
+        kept.seconds = seconds_before + time.perf_counter() - t0
+        return EpochEnd(kept, interrupted=True, batch=done, stalled=stalled)
     finally:
         progress.close()
     sums.seconds = seconds_before + time.perf_counter() - t0
     return EpochEnd(sums, interrupted=False, batch=batch_index)
-
-
-def _until_stall(loader) -> Iterator:
-    """The loader's batches, then the WorkerStalled that ended them (if one did) as the last item."""
-    try:
-        yield from loader
-    except WorkerStalled as e:
-        yield e
 
 
 def _micro_step(run: TrainingSetup, batch: Batch, weight: float, sync: bool) -> tuple[float, float, int]:
