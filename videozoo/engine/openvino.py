@@ -140,6 +140,14 @@ def _key_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def _file_record(folder: Path) -> dict[str, Any]:
+    """The graph file's sha256 and the weights file's size: a damaged entry is never read."""
+    xml, weights = folder / "model.xml", folder / "model.bin"
+    if not (xml.is_file() and weights.is_file()):
+        return {}
+    return {"model.xml": hashlib.sha256(xml.read_bytes()).hexdigest(), "model.bin": weights.stat().st_size}
+
+
 class OpenVinoRunner:
     """Each micro-batch through an OpenVINO compilation of the prepared model.
 
@@ -182,7 +190,11 @@ class OpenVinoRunner:
     def _load_or_convert(self, model: VideoClassifier, parts: list[Tensor], record: dict[str, Any]):
         xml = self.entry / "model.xml"
         try:
-            if json.loads((self.entry / RECORD).read_text()) == record and xml.is_file():
+            stored = json.loads((self.entry / RECORD).read_text())
+            files = stored.pop("files", None)
+            # Checked before OpenVINO reads anything: on a file it cannot parse as IR it tries its other
+            # front ends (TensorFlow's among them), whose libraries then crash the process later.
+            if stored == record and files == _file_record(self.entry):
                 return self.core.read_model(str(xml))
         except (OSError, ValueError, RuntimeError):
             pass  # absent or damaged: converted again below
@@ -194,7 +206,8 @@ class OpenVinoRunner:
         try:
             # Uncompressed: float32 weights, the eager model's arithmetic.
             self.ov.save_model(graph, str(tmp / "model.xml"), compress_to_fp16=False)
-            (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+            written = {**record, "files": _file_record(tmp)}
+            (tmp / RECORD).write_text(json.dumps(written, indent=2, sort_keys=True))
             if self.entry.exists():
                 shutil.rmtree(self.entry, ignore_errors=True)
             os.replace(tmp, self.entry)
