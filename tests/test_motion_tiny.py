@@ -110,16 +110,22 @@ def test_cli_predict_uses_the_packaged_weights(empty_cache, no_network, tmp_path
 def test_packaged_weights_are_checked(empty_cache, no_network):
     spec = videozoo.get_spec("motion_tiny")
     good = spec.weights["synthetic_motion"]
-    damaged = WeightSource(url=good.url, format=good.format, sha256="0" * 64, num_classes=8)
+    damaged = WeightSource(url=good.url, format=good.format, license=good.license, sha256="0" * 64, num_classes=8)
     with pytest.raises(hub.IntegrityError, match="motion_tiny.safetensors"):
         hub.fetch(damaged)
-    missing = WeightSource(url="package://videozoo.weights.embedded/absent.safetensors", format="safetensors")
+    missing = WeightSource(
+        url="package://videozoo.weights.embedded/absent.safetensors", format="safetensors", license="Apache-2.0"
+    )
     with pytest.raises(hub.WeightsUnavailableError, match="absent.safetensors is missing"):
         hub.fetch(missing)
     with pytest.raises(hub.WeightsUnavailableError, match="not installed"):
-        hub.fetch(WeightSource(url="package://videozoo_no_such_package/m.safetensors", format="safetensors"))
+        hub.fetch(
+            WeightSource(
+                url="package://videozoo_no_such_package/m.safetensors", format="safetensors", license="Apache-2.0"
+            )
+        )
     with pytest.raises(ValueError, match="package://<package>/<file name>"):
-        hub.fetch(WeightSource(url="package://videozoo.weights.embedded", format="safetensors"))
+        hub.fetch(WeightSource(url="package://videozoo.weights.embedded", format="safetensors", license="Apache-2.0"))
 
 
 def test_recognises_clips_of_an_independent_generator(empty_cache, no_network, tmp_path, one_thread):

@@ -151,7 +151,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("behaviour, error, words, requests", REFUSED, ids=[c[0] for c in REFUSED])
 def test_a_bad_download_ends_in_one_error_with_nothing_cached(server, home, behaviour, error, words, requests):
-    source = WeightSource(url=f"{server}/{behaviour}/w.pth", format="torchvision")  # no hash published
+    source = WeightSource(url=f"{server}/{behaviour}/w.pth", format="torchvision", license="MIT")  # no hash published
     t0 = time.monotonic()
     with pytest.raises(error) as e:
         hub.fetch(source, progress=False)
@@ -163,14 +163,14 @@ def test_a_bad_download_ends_in_one_error_with_nothing_cached(server, home, beha
 
 @pytest.mark.parametrize("behaviour", ["reset_once", "unavailable_once"])
 def test_transient_failures_are_retried(server, home, behaviour, capsys):
-    source = WeightSource(url=f"{server}/{behaviour}/w.pth", format="torchvision")
+    source = WeightSource(url=f"{server}/{behaviour}/w.pth", format="torchvision", license="MIT")
     path = hub.fetch(source, progress=False)
     assert path.read_bytes() == GOOD and _Handler.hits[f"/{behaviour}/w.pth"] == 2
     assert "retrying" in capsys.readouterr().err
 
 
 def test_mirror_replaces_scheme_and_host_and_keeps_the_path(server, home, monkeypatch):
-    source = WeightSource(url="https://weights.example.invalid/good/w.pth", format="torchvision")
+    source = WeightSource(url="https://weights.example.invalid/good/w.pth", format="torchvision", license="MIT")
     monkeypatch.setenv("VIDEOZOO_MIRROR", server + "/")
     assert hub.fetch(source, progress=False).read_bytes() == GOOD
     assert _Handler.hits == {"/good/w.pth": 1}
@@ -183,7 +183,7 @@ def test_mirror_replaces_scheme_and_host_and_keeps_the_path(server, home, monkey
 def test_bad_download_settings_name_the_variable(server, home, monkeypatch):
     monkeypatch.setenv("VIDEOZOO_DOWNLOAD_STALL_SEC", "soon")
     with pytest.raises(ValueError, match="VIDEOZOO_DOWNLOAD_STALL_SEC='soon'"):
-        hub.fetch(WeightSource(url=f"{server}/good/w.pth", format="torchvision"), progress=False)
+        hub.fetch(WeightSource(url=f"{server}/good/w.pth", format="torchvision", license="MIT"), progress=False)
 
 
 @pytest.mark.parametrize(

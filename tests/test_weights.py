@@ -300,14 +300,14 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-def _serve_checkpoint(server, tmp_path, name="/w/r3d.pth"):
+def _serve_checkpoint(server, tmp_path, name="/w/r3d.pth", license="Apache-2.0"):
     base, handler = server
     path = tmp_path / "src.pth"
     torch.save(videozoo.create_model(SMALL).state_dict(), path)
     body = path.read_bytes()
     handler.files[name] = body
     return WeightSource(
-        url=base + name, format="torchvision", sha256=hashlib.sha256(body).hexdigest(), size=len(body)
+        url=base + name, format="torchvision", license=license, sha256=hashlib.sha256(body).hexdigest(), size=len(body)
     ), body
 
 
@@ -353,7 +353,7 @@ def test_corrupted_cached_file_is_detected(server, home, tmp_path):
 
 
 def test_offline_error_names_url_and_destination(home, monkeypatch):
-    source = WeightSource(url="http://127.0.0.1:9/nothing/here.pyth", format="pyth")
+    source = WeightSource(url="http://127.0.0.1:9/nothing/here.pyth", format="pyth", license="Apache-2.0")
     with pytest.raises(hub.WeightsUnavailableError) as e:
         hub.fetch(source, progress=False)
     msg = str(e.value)
@@ -371,3 +371,16 @@ def test_offline_error_names_url_and_destination(home, monkeypatch):
 def test_unknown_weights_name_is_an_error():
     with pytest.raises(ValueError, match="unknown weights"):
         videozoo.create_model(SMALL, weights="imagenet")
+
+
+def test_a_non_commercial_licence_is_said_once_on_the_first_download(server, home, tmp_path, capsys):
+    source, body = _serve_checkpoint(server, tmp_path, license="CC-BY-NC-4.0")
+    assert hub.fetch(source, progress=False).read_bytes() == body
+    err = capsys.readouterr().err
+    assert err.count("does not allow commercial use") == 1
+    assert "r3d.pth is published under CC-BY-NC-4.0" in err and "https://spdx.org/licenses/CC-BY-NC-4.0.html" in err
+    hub.fetch(source, progress=False)  # cached: nothing said again
+    assert "commercial" not in capsys.readouterr().err
+    free, _ = _serve_checkpoint(server, tmp_path, name="/w/free.pth", license="Apache-2.0")
+    hub.fetch(free, progress=False)
+    assert "commercial" not in capsys.readouterr().err

@@ -290,6 +290,8 @@ _INPUT = InputConfig(
     clip_spacing="video-nonlocal-net",
 )
 _URL = "https://dl.fbaipublicfiles.com/video-nonlocal/"
+# facebookresearch/video-nonlocal-net publishes its models under the repository's Apache 2.0 licence.
+_LICENSE = "Apache-2.0"
 _PAPER = "Non-local Neural Networks (Wang et al., CVPR 2018), arXiv:1711.07971"
 _SOURCE = (
     "accuracy: video-nonlocal-net README, Caffe2 fully-convolutional testing of 10 clips x 3 crops "
@@ -306,7 +308,9 @@ register(
         arch={"non_local": False},
         input=_INPUT,
         weights={
-            "kinetics400": WeightSource(url=_URL + "i3d_baseline_32x2_IN_pretrain_400k.pkl", format="caffe2"),
+            "kinetics400": WeightSource(
+                url=_URL + "i3d_baseline_32x2_IN_pretrain_400k.pkl", format="caffe2", license=_LICENSE
+            ),
         },
         metrics=Metrics(
             top1=73.6,
@@ -329,7 +333,9 @@ register(
         arch={"non_local": True},
         input=_INPUT,
         weights={
-            "kinetics400": WeightSource(url=_URL + "i3d_nonlocal_32x2_IN_pretrain_400k.pkl", format="caffe2"),
+            "kinetics400": WeightSource(
+                url=_URL + "i3d_nonlocal_32x2_IN_pretrain_400k.pkl", format="caffe2", license=_LICENSE
+            ),
         },
         metrics=Metrics(
             top1=74.9,

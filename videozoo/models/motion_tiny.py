@@ -52,6 +52,7 @@ register(
             "synthetic_motion": WeightSource(
                 url=WEIGHTS_URL,
                 format="safetensors",
+                license="Apache-2.0",  # trained by this project (scripts/train_motion_tiny.py), under its licence
                 sha256=WEIGHTS_SHA256,
                 size=WEIGHTS_SIZE,
                 num_classes=len(CLASS_NAMES),

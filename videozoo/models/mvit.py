@@ -313,6 +313,7 @@ register(
             "kinetics400": WeightSource(
                 url="https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/MVIT_B_16x4.pyth",
                 format="pyth",
+                license="Apache-2.0",  # pytorchvideo's model zoo, under the repository's Apache 2.0 licence
             )
         },
         metrics=Metrics(

@@ -388,6 +388,8 @@ class PooledResNet3d(ResNet3d):
 # -- variants ---------------------------------------------------------------------------------
 
 _ZOO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics"
+# pytorchvideo publishes its model zoo under the repository's licence (README: "released under the Apache 2.0 License").
+_LICENSE = "Apache-2.0"
 _SOURCE = "pytorchvideo docs/source/model_zoo.md (Kinetics-400; 3 spatial crops x 10 clips)"
 _SLOWFAST_PAPER = "Feichtenhofer, Fan, Malik, He. SlowFast Networks for Video Recognition. ICCV 2019 (arXiv:1812.03982)"
 
@@ -429,7 +431,7 @@ register(
         cls=ResNet3d,
         arch={"num_frames": 8},
         input=_kinetics_input(8, 8),
-        weights={"kinetics400": WeightSource(url=f"{_ZOO}/SLOW_8x8_R50.pyth", format="pyth")},
+        weights={"kinetics400": WeightSource(url=f"{_ZOO}/SLOW_8x8_R50.pyth", format="pyth", license=_LICENSE)},
         metrics=_metrics(74.58, 91.63, 54.52, 32.45),
         description="Slow pathway of SlowFast alone, R50, 8x8 clips (temporal kernels in res4/res5 only)",
         paper=_SLOWFAST_PAPER,
@@ -443,7 +445,7 @@ register(
         cls=PooledResNet3d,
         arch={"num_frames": 8, "temporal_kernels": ((1,), (1,), (1,), (1,))},
         input=_kinetics_input(8, 8),
-        weights={"kinetics400": WeightSource(url=f"{_ZOO}/C2D_8x8_R50.pyth", format="pyth")},
+        weights={"kinetics400": WeightSource(url=f"{_ZOO}/C2D_8x8_R50.pyth", format="pyth", license=_LICENSE)},
         metrics=_metrics(71.46, 89.68, 25.89, 24.33, flops_note=BN_FLOPS_NOTE.format(bn=0.43, own=25.46)),
         description="C2D R50, 8x8 clips: a 2D ResNet per frame with a temporal max pool after res2",
         paper="Wang, Girshick, Gupta, He. Non-local Neural Networks. CVPR 2018 (arXiv:1711.07971)",
@@ -461,7 +463,7 @@ register(
             "temporal_kernels": ((3,), (3, 1), (3, 1), (1, 3)),
         },
         input=_kinetics_input(8, 8),
-        weights={"kinetics400": WeightSource(url=f"{_ZOO}/I3D_8x8_R50.pyth", format="pyth")},
+        weights={"kinetics400": WeightSource(url=f"{_ZOO}/I3D_8x8_R50.pyth", format="pyth", license=_LICENSE)},
         metrics=_metrics(73.27, 90.70, 37.53, 28.04, flops_note=BN_FLOPS_NOTE.format(bn=0.42, own=37.11)),
         description="I3D R50 (inflated ResNet-50), 8x8 clips, temporal max pool after res2",
         paper="Carreira, Zisserman. Quo Vadis, Action Recognition? A New Model and the Kinetics Dataset. "
@@ -484,7 +486,7 @@ register(
             "dropout": 0.0,
         },
         input=_kinetics_input(32, 2),
-        weights={"kinetics400": WeightSource(url=f"{_ZOO}/CSN_32x2_R101.pyth", format="pyth")},
+        weights={"kinetics400": WeightSource(url=f"{_ZOO}/CSN_32x2_R101.pyth", format="pyth", license=_LICENSE)},
         metrics=_metrics(77.00, 92.90, 75.62, 22.21, flops_note=BN_FLOPS_NOTE.format(bn=1.86, own=73.76)),
         description="Interaction-reduced channel-separated network (ir-CSN), R101, 32x2 clips",
         paper="Tran, Wang, Torresani, Feiszli. Video Classification with Channel-Separated Convolutional "
@@ -506,7 +508,7 @@ register(
             "spatial_strides": (2, 2, 2, 2),
         },
         input=_kinetics_input(16, 4),
-        weights={"kinetics400": WeightSource(url=f"{_ZOO}/R2PLUS1D_16x4_R50.pyth", format="pyth")},
+        weights={"kinetics400": WeightSource(url=f"{_ZOO}/R2PLUS1D_16x4_R50.pyth", format="pyth", license=_LICENSE)},
         metrics=_metrics(76.01, 92.23, 76.45, 28.11, flops_note=BN_FLOPS_NOTE.format(bn=1.3, own=75.15)),
         description="R(2+1)D R50 (bottleneck blocks with factored 3D convs), 16x4 clips; "
         "its reference scores are softmax probabilities",

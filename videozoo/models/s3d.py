@@ -19,7 +19,7 @@ from torch import Tensor
 from videozoo.data.input_config import TORCHVISION_KINETICS_MEAN, TORCHVISION_KINETICS_STD, InputConfig
 from videozoo.models.base import VideoClassifier, positions_from_map
 from videozoo.models.spec import Metrics, ModelSpec, register
-from videozoo.weights.sources import WeightSource
+from videozoo.weights.sources import TORCHVISION_TERMS, WeightSource
 
 # The reference's batch-norm settings (those of the TensorFlow original).
 BN_EPS = 1e-3
@@ -151,6 +151,7 @@ register(
             "kinetics400": WeightSource(
                 url="https://download.pytorch.org/models/s3d-d76dad2f.pth",
                 format="torchvision",
+                license=TORCHVISION_TERMS,
                 sha256_prefix="d76dad2f",
             )
         },

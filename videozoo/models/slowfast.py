@@ -205,6 +205,8 @@ class SlowFast(VideoClassifier):
 # -- variants ---------------------------------------------------------------------------------
 
 _ZOO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics"
+# pytorchvideo publishes its model zoo under the repository's licence (README: "released under the Apache 2.0 License").
+_LICENSE = "Apache-2.0"
 _SOURCE = "pytorchvideo docs/source/model_zoo.md (Kinetics-400; 3 spatial crops x 10 clips)"
 _PAPER = "Feichtenhofer, Fan, Malik, He. SlowFast Networks for Video Recognition. ICCV 2019 (arXiv:1812.03982)"
 
@@ -242,7 +244,7 @@ def _register(
                 test_clips=10,
                 test_crops=3,
             ),
-            weights={"kinetics400": WeightSource(url=f"{_ZOO}/{file}", format="pyth")},
+            weights={"kinetics400": WeightSource(url=f"{_ZOO}/{file}", format="pyth", license=_LICENSE)},
             metrics=Metrics(
                 top1=top1,
                 top5=top5,

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from videozoo.models.flops import FLOPS_CONVENTION, model_gflops, model_params
 from videozoo.models.registry import get_spec, list_models
+from videozoo.weights.sources import license_name, license_url
 
 
 def model_rows() -> list[dict]:
@@ -25,6 +26,7 @@ def model_rows() -> list[dict]:
                 "published": asdict(m) if m else None,
                 "test_views": f"{inp.test_clips}x{inp.test_crops}",
                 "weights": {k: w.url for k, w in spec.weights.items()},
+                "weights_license": {k: w.license for k, w in spec.weights.items()},
             }
         )
     return rows
@@ -32,6 +34,14 @@ def model_rows() -> list[dict]:
 
 def _fmt(v, nd=2) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
+
+
+def _licenses(licenses: dict[str, str], *, markdown: bool) -> str:
+    """Each distinct licence of a model's weight sources: its SPDX id or terms' name (a link in Markdown)."""
+    shown = []
+    for text in dict.fromkeys(licenses.values()):
+        shown.append(f"[{license_name(text)}]({license_url(text)})" if markdown else license_name(text))
+    return ", ".join(shown) or "-"
 
 
 def format_table(rows: list[dict], *, markdown: bool = False) -> str:
@@ -46,6 +56,7 @@ def format_table(rows: list[dict], *, markdown: bool = False) -> str:
         "top-1",
         "top-5",
         "views",
+        "weights licence",
     ]
     body = []
     for r in rows:
@@ -62,6 +73,7 @@ def format_table(rows: list[dict], *, markdown: bool = False) -> str:
                 _fmt(p.get("top1")),
                 _fmt(p.get("top5")),
                 p.get("views") or "-",
+                _licenses(r["weights_license"], markdown=markdown),
             ]
         )
     if markdown:
@@ -69,11 +81,13 @@ def format_table(rows: list[dict], *, markdown: bool = False) -> str:
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines)
     widths = [max([len(h)] + [len(row[i]) for row in body]) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
-    lines = [fmt.format(*head)] + [fmt.format(*row) for row in body]
+    # Names and licences left-aligned, figures right-aligned.
+    fmt = "  ".join(f"{{:{'<' if i < 2 or i == len(head) - 1 else '>'}{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*head).rstrip()] + [fmt.format(*row).rstrip() for row in body]
     lines.append("")
     lines.append(f"{FLOPS_CONVENTION}; params and GFLOPs computed from the built model; top-1/top-5 and")
-    lines.append("pub. GFLOPs as published with the weights, on Kinetics-400 with the listed test views.")
+    lines.append("pub. GFLOPs as published with the weights, on Kinetics-400 with the listed test views;")
+    lines.append("weights licence: the terms each publisher gives the weights under (`--json` has them in full).")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from videozoo.data.input_config import TORCHVISION_KINETICS_MEAN, TORCHVISION_KINETICS_STD, InputConfig
 from videozoo.models.base import VideoClassifier, init_fresh_weights, positions_from_map
 from videozoo.models.spec import Metrics, ModelSpec, register
-from videozoo.weights.sources import WeightSource
+from videozoo.weights.sources import TORCHVISION_TERMS, WeightSource
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BLOCKS_PER_DEPTH = {18: (2, 2, 2, 2)}
@@ -172,7 +172,11 @@ _PAPER = (
 def _torchvision_weights(name: str, sha256_prefix: str) -> dict[str, WeightSource]:
     # torchvision names its files <model>-<first 8 hex digits of the sha256>.pth.
     url = f"https://download.pytorch.org/models/{name}-{sha256_prefix}.pth"
-    return {"kinetics400": WeightSource(url=url, format="torchvision", sha256_prefix=sha256_prefix)}
+    return {
+        "kinetics400": WeightSource(
+            url=url, format="torchvision", license=TORCHVISION_TERMS, sha256_prefix=sha256_prefix
+        )
+    }
 
 
 def _torchvision_metrics(weights_enum: str, *, top1: float, top5: float, gflops: float, params_m: float) -> Metrics:

@@ -245,6 +245,8 @@ class X3D(VideoClassifier):
 # -- variants ---------------------------------------------------------------------------------
 
 _ZOO = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics"
+# pytorchvideo publishes its model zoo under the repository's licence (README: "released under the Apache 2.0 License").
+_LICENSE = "Apache-2.0"
 _PAPER = "Feichtenhofer. X3D: Expanding Architectures for Efficient Video Recognition. CVPR 2020 (arXiv:2004.04730)"
 _SOURCE = "pytorchvideo docs/source/model_zoo.md (Kinetics-400; 3 spatial crops x 10 clips)"
 
@@ -282,7 +284,7 @@ def _register(
                 test_clips=10,
                 test_crops=3,
             ),
-            weights={"kinetics400": WeightSource(url=f"{_ZOO}/X3D_{size}.pyth", format="pyth")},
+            weights={"kinetics400": WeightSource(url=f"{_ZOO}/X3D_{size}.pyth", format="pyth", license=_LICENSE)},
             metrics=Metrics(
                 top1=top1,
                 top5=top5,

@@ -21,7 +21,7 @@ import urllib.error
 from pathlib import Path
 
 from videozoo.weights.download import DownloadFailed, IntegrityError, download_checked, mirrored
-from videozoo.weights.sources import WeightSource
+from videozoo.weights.sources import WeightSource, license_name, license_url
 
 __all__ = ["IntegrityError", "WeightsUnavailableError", "cache_path", "download", "fetch", "home", "verify"]
 
@@ -114,6 +114,14 @@ def fetch(source: WeightSource, *, progress: bool | None = None, offline: bool |
     if offline:
         raise WeightsUnavailableError(_unavailable_message(source, dest, "offline mode (VIDEOZOO_OFFLINE) is set"))
     url = mirrored(source.url)
+    if source.non_commercial:
+        # Said on the first download only: afterwards the file loads from the cache.
+        print(
+            f"videozoo: {source.filename} is published under {license_name(source.license)}, which does not "
+            f"allow commercial use ({license_url(source.license)})",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         download(url, dest, source=source, progress=progress)
     except (DownloadFailed, urllib.error.URLError, OSError, TimeoutError) as e:

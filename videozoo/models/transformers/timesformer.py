@@ -230,6 +230,7 @@ register(
             "kinetics400": WeightSource(
                 url="https://huggingface.co/facebook/timesformer-base-finetuned-k400/resolve/main/pytorch_model.bin",
                 format="transformers",
+                license="CC-BY-NC-4.0",  # the model card's licence (the TimeSformer repository's too)
                 cache_name="timesformer-base-finetuned-k400.bin",
             )
         },

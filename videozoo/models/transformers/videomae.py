@@ -255,6 +255,7 @@ for _size, _top1, _top5, _repo, _file, _extra in _V1:
                 "kinetics400": WeightSource(
                     url=f"https://huggingface.co/MCG-NJU/{_repo}/resolve/main/{_file}",
                     format="transformers",
+                    license="CC-BY-NC-4.0",  # the MCG-NJU model cards' licence (the VideoMAE repository's too)
                     cache_name=f"{_repo}.{_file.rsplit('.', 1)[-1]}",
                 )
             },
@@ -270,6 +271,9 @@ for _size, _top1_400, _file in _V2:
     _source = WeightSource(
         url=f"https://huggingface.co/OpenGVLab/VideoMAE2/resolve/main/distill/{_file}",
         format="deepspeed",
+        # The licence the OpenGVLab/VideoMAE2 repository declares for its files (the same weights
+        # re-published as OpenGVLab/VideoMAEv2-Base and others carry CC-BY-NC-4.0 there).
+        license="Apache-2.0",
         num_classes=710,
         dataset="kinetics710",
     )

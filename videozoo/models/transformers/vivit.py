@@ -162,6 +162,7 @@ register(
             "kinetics400": WeightSource(
                 url="https://huggingface.co/google/vivit-b-16x2-kinetics400/resolve/main/pytorch_model.bin",
                 format="transformers",
+                license="MIT",  # the licence of the google/vivit-b-16x2-kinetics400 model card
                 cache_name="vivit-b-16x2-kinetics400.bin",
             )
         },

@@ -522,6 +522,7 @@ for _name, _repo, _patch, _frames, _top1, _top5, _gflops, _about in _VARIANTS:
                 "kinetics400": WeightSource(
                     url=f"https://huggingface.co/microsoft/{_repo}/resolve/main/pytorch_model.bin",
                     format="transformers",
+                    license="MIT",  # the microsoft/xclip-* model cards' licence (microsoft/VideoX's too)
                     cache_name=f"{_repo}.bin",
                     num_classes=0,
                 )
