@@ -24,6 +24,19 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from videozoo.jobs import doctor
+
+    r = doctor.report(self_test_steps=not args.no_self_test, limit=args.step_timeout)
+    print(json.dumps(r, indent=2) if args.json else doctor.format_report(r), flush=True)
+    code = 0 if r["ok"] else 1
+    for check in r["checks"]:
+        if check["status"] in ("failed", "hung"):
+            print(f"videozoo doctor: {check['name']} {check['status']}: {check['detail']}", file=sys.stderr, flush=True)
+    doctor.flush_and_exit_if_hung(r, code)
+    return code
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from videozoo.models.convert import convert_checkpoint
 
@@ -582,6 +595,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--markdown", action="store_true", help="a Markdown table (the README's)")
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser(
+        "doctor",
+        help="what is installed, what this machine can do, and a self-test (decode, a model); exit 1 on a failure",
+    )
+    p.add_argument("--json", action="store_true", help="the report as JSON (for bug reports)")
+    p.add_argument(
+        "--step-timeout",
+        type=_positive_seconds,
+        default=20.0,
+        metavar="SECONDS",
+        help="time limit of each self-test step; a step still running then is reported as hung (default 20)",
+    )
+    p.add_argument("--no-self-test", action="store_true", help="the report only: no video written, decoded or run")
+    p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser("convert", help="convert a checkpoint (e.g. a Caffe2 .pkl) to .pth or .safetensors")
     p.add_argument("input", help="checkpoint in any supported format")

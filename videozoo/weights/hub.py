@@ -180,3 +180,42 @@ def _check_loadable(path: Path, url: str) -> None:
         read_checkpoint(path)
     except CheckpointError as e:
         raise IntegrityError(f"{url}: the downloaded file is not a loadable checkpoint ({e})") from e
+
+
+def cache_report(sources: list[WeightSource]) -> dict:
+    """The weights cache as `videozoo doctor` shows it: its folder, its size, and every file in
+    `checkpoints/` checked as :func:`fetch` checks it (published size and sha256, where published).
+
+    Each entry: ``file``, ``bytes``, ``urls`` (the registry sources cached under that name; none for
+    a file no source names) and ``status``: ``"ok"``, ``"no published hash"`` (nothing to check it
+    against), ``"no registry source"`` (placed by hand or by an older version) or ``"damaged: <why>"``.
+    The ``.verified`` stamp of a damaged file is removed, so that :func:`fetch` checks it again.
+    """
+    root = home()
+    by_name: dict[str, list[WeightSource]] = {}
+    for source in sources:
+        if not source.packaged:
+            by_name.setdefault(source.filename, []).append(source)
+    entries = []
+    folder = root / "checkpoints"
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not path.is_file() or path.name.startswith(".") or path.name.endswith(".verified"):
+            continue
+        named = by_name.get(path.name, [])
+        status = "ok"
+        for source in named:
+            try:
+                verify(path, source)
+            except IntegrityError as e:
+                status = f"damaged: {e}"
+                _stamp(path).unlink(missing_ok=True)
+                break
+        if not named:
+            status = "no registry source"
+        elif status == "ok" and not any(s.sha256 or s.sha256_prefix or s.size for s in named):
+            status = "no published hash"
+        entries.append(
+            {"file": str(path), "bytes": path.stat().st_size, "urls": [s.url for s in named], "status": status}
+        )
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+    return {"path": str(root), "bytes": total, "checkpoints": entries}
