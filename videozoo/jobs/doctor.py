@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from videozoo.data.synth.dataset import render_video, write_video
-from videozoo.data.workers import WatchedLoader
+from videozoo.data.workers import WatchedLoader, worker_context
 from videozoo.engine import Engine, resolve_device, resolve_precision
 from videozoo.engine.openvino import auto_backend
 from videozoo.engine.precision import cpu_has_bf16
@@ -185,6 +185,8 @@ def threads() -> dict[str, Any]:
         "torch_inter_op": torch.get_num_interop_threads(),
         "usable_cores": affinity,
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        # How loader workers start ($VIDEOZOO_WORKER_START), as the worker self-test starts them.
+        "worker_start_method": worker_context().get_start_method(),
     }
 
 
@@ -279,11 +281,13 @@ def self_test(limit: float = STEP_SECONDS, folder: str | os.PathLike | None = No
             return f"{frames.shape[1]} frames, equal to this process's" if "frames" in state else "decoded"
 
         def run_model() -> str:
-            engine = Engine.build("motion_tiny", weights="default", device="cpu")
+            # With the auto choices, as a run without flags: on a GPU where there is one.
+            engine = Engine.build("motion_tiny", weights="default", device="auto")
             top = engine.predict(path).top_k(1)[0]
             if not np.isfinite(top["probability"]):
                 raise RuntimeError(f"motion_tiny gave a non-finite score {top['probability']}")
-            return f"{engine.backend}, {engine.precision}: {top['label']} ({top['probability']:.2f})"
+            where = f"{engine.device}, {engine.backend}, {engine.precision}"
+            return f"{where}: {top['label']} ({top['probability']:.2f})"
 
         checks = [run_step("write a test video", write, limit)]
         steps: list[tuple[str, Callable[[], str]]] = [
@@ -334,7 +338,8 @@ def format_report(r: dict[str, Any]) -> str:
     lines = ["versions"]
     for key in ("python", "videozoo", "torch", "numpy", "av"):
         lines.append(f"  {key:<12} {v[key]}")
-    lines.append(f"  {'ffmpeg':<12} " + ", ".join(f"{k} {x}" for k, x in v["ffmpeg"].items()))
+    build = f"FFmpeg {v['ffmpeg_build']}: " if v.get("ffmpeg_build") else ""
+    lines.append(f"  {'ffmpeg':<12} {build}" + ", ".join(f"{k} {x}" for k, x in v["ffmpeg"].items()))
     for dist, _ in OPTIONAL:
         lines.append(f"  {dist:<12} {v[dist] or 'not installed'}")
     lines.append("cpu")
@@ -346,7 +351,8 @@ def format_report(r: dict[str, Any]) -> str:
     lines.append(f"  {'auto picks':<12} device {a['device']}, precision {a['precision']}, backend {a['backend']}")
     lines.append(
         f"threads        torch {t['torch_intra_op']} intra-op, {t['torch_inter_op']} inter-op; "
-        f"{t['usable_cores']} usable cores; OMP_NUM_THREADS={t['OMP_NUM_THREADS'] or 'unset'}"
+        f"{t['usable_cores']} usable cores; OMP_NUM_THREADS={t['OMP_NUM_THREADS'] or 'unset'}; "
+        f"workers start by {t['worker_start_method']}"
     )
     if g["devices"]:
         names = ", ".join(
