@@ -304,3 +304,16 @@ def test_a_damaged_index_is_named(small, video, tmp_path):
     (index / "rows.json").write_text("{")
     with pytest.raises(ValueError, match="a damaged index"):
         videozoo.search(index, "dog")
+
+
+def test_embed_lists_an_undecodable_video_and_keeps_the_others(small, video, tmp_path, capsys):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(os.urandom(4096))
+    index = tmp_path / "index"
+    rc = main(["embed", video, str(garbage), "--model", "xclip_small", "--weights", small, "--out", str(index)])
+    assert rc == 1, capsys.readouterr().err
+    meta = json.loads((index / "rows.json").read_text())
+    assert meta["videos"][0]["error"] is None and meta["videos"][1]["rows"] is None
+    assert "garbage.mp4" in meta["videos"][1]["error"]
+    assert {r["video"] for r in meta["rows"]} == {video}
+    assert len(np.load(index / "vectors.npy")) == len(meta["rows"]) == meta["videos"][0]["rows"][1]
