@@ -724,3 +724,138 @@ def test_browser_timeline_tab(server, browser, long_video):
     page.screenshot(path=str(shot), full_page=True)
     page.close()
     assert_healthy(server)
+
+
+# -- a zero-shot model: labels per request --------------------------------------------------------------
+
+ZERO_SHOT = "xclip_small"  # a small X-CLIP in the official layout (tests/xclip_small.py)
+
+
+@pytest.fixture(scope="module")
+def zero_shot(tmp_path_factory):
+    """A server of the small X-CLIP and a classifier, and the X-CLIP weights folder."""
+    from xclip_small import register_small, write_small
+
+    with pytest.MonkeyPatch.context() as mp:
+        register_small(mp)
+        folder = write_small(tmp_path_factory.mktemp("xclip") / "small")
+        config = ServeConfig(
+            models=(ServedModel(ZERO_SHOT, folder), ServedModel(MODEL, None)),
+            workers=1,
+            precision="fp32",
+            temp_root=str(tmp_path_factory.mktemp("servetmp")),
+        )
+        live = LiveServer(config)
+        yield live, folder
+        live.stop()
+
+
+def test_zero_shot_predict_takes_labels_per_request(zero_shot, videos):
+    live, folder = zero_shot
+    models = {m["name"]: m for m in live.client.get("/v1/models").json()["models"]}
+    assert models[ZERO_SHOT]["zero_shot"] is True and models[ZERO_SHOT]["classes"] is None
+    assert models[MODEL]["zero_shot"] is False
+    for labels, template in [("dog running,person cooking,car", None), ("a boat,a kite", "a clip of {}")]:
+        fields = {"model": ZERO_SHOT, "labels": labels, "top_k": 9, **({"template": template} if template else {})}
+        r = live.predict(videos[1], **fields)
+        assert r.status_code == 200, r.text
+        want = videozoo.classify(
+            [videos[1]],
+            model=ZERO_SHOT,
+            labels=labels,
+            template=template or "a video of {}.",
+            weights=folder,
+            precision="fp32",
+            top_k=9,
+        )[0]
+        assert r.json()["video"] == videos[1].name
+        assert_same_entry(r.json(), {**want, "video": videos[1].name})
+        assert sorted(x["label"] for x in r.json()["top_k"]) == sorted(labels.split(","))
+    assert_healthy(live)
+
+
+@pytest.mark.parametrize(
+    "fields, status, code, says",
+    [
+        ({"model": ZERO_SHOT}, 400, "missing_labels", "send its classes as the form field labels"),
+        ({"model": ZERO_SHOT, "labels": "a,a"}, 400, "bad_field", "labels='a,a': labels given more than once"),
+        ({"model": ZERO_SHOT, "labels": " , "}, 400, "bad_field", "no labels given"),
+        ({"model": ZERO_SHOT, "labels": "a,b", "template": "x"}, 400, "bad_field", "template='x'"),
+        ({"model": MODEL, "labels": "a,b"}, 400, "bad_field", f"{MODEL} has fixed classes; labels written per"),
+        ({"model": ZERO_SHOT, "labels": ",".join(f"l{i}" for i in range(1001))}, 400, "bad_field", "at most 1000"),
+    ],
+)
+def test_zero_shot_bad_labels(zero_shot, videos, fields, status, code, says):
+    live, _ = zero_shot
+    r = live.predict(videos[0], **fields)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code and says in r.json()["error"]["message"], r.text
+    if fields["model"] == MODEL:
+        assert ZERO_SHOT in r.json()["error"]["message"]  # the zero-shot models served are named
+
+
+def test_zero_shot_timeline_and_none_threshold(zero_shot, long_video):
+    if not _timeline_available():
+        pytest.skip("this installation has no timeline job (videozoo.jobs.timeline)")
+    live, folder = zero_shot
+
+    def post(**fields):
+        return live.client.post(
+            "/v1/timeline", files={"video": ("long.mp4", long_video.read_bytes())}, data={"model": ZERO_SHOT, **fields}
+        )
+
+    r = post(labels="dog running,car", stride="0.5")
+    assert r.status_code == 200, r.text
+    want = videozoo.timeline(
+        str(long_video), model=ZERO_SHOT, weights=folder, labels="dog running,car", precision="fp32", stride=0.5
+    ).to_json()
+    got = r.json()
+    assert [w["top_k"][0]["label"] for w in got["windows"]] == [w["top_k"][0]["label"] for w in want["windows"]]
+    assert [s["label"] for s in got["segments"]] == [s["label"] for s in want["segments"]]
+    r = post(labels="dog running,car", stride="0.5", none_threshold="0.99")
+    assert r.status_code == 200, r.text
+    assert [s["label"] for s in r.json()["segments"]] == ["none"] and r.json()["none_threshold"] == 0.99
+    assert all(w["none"] for w in r.json()["windows"])
+    for fields, says in [
+        ({"labels": "a,b", "none_threshold": "0.5"}, "must be above 1/2"),
+        ({"labels": "a,b", "none_threshold": "x"}, "expected a probability"),
+        ({"none_threshold": "0.9"}, "send its classes"),
+        ({"model": MODEL, "none_threshold": "0.9"}, "only for a zero-shot model"),
+    ]:
+        r = post(**fields)
+        assert r.status_code == 400 and says in r.json()["error"]["message"], r.text
+    assert_healthy(live)
+
+
+def test_openapi_documents_the_label_fields(zero_shot):
+    live, _ = zero_shot
+    paths = live.client.get("/openapi.json").json()["paths"]
+
+    def props(path):
+        return paths[path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+
+    assert {"labels", "template"} <= set(props("/v1/predict"))
+    assert {"labels", "template", "none_threshold"} <= set(props("/v1/timeline"))
+    assert "zero-shot" in props("/v1/predict")["labels"]["description"]
+
+
+def test_browser_types_labels_for_a_zero_shot_model(zero_shot, browser, videos):
+    live, folder = zero_shot
+    page = browser.new_page(viewport={"width": 1100, "height": 720})
+    page.set_default_timeout(60_000)
+    page.goto(live.url + "/")
+    page.wait_for_selector("#model option", state="attached")
+    page.select_option("#model", ZERO_SHOT)
+    page.wait_for_selector("#labels", state="visible")
+    page.set_input_files("#file", str(videos[1]))
+    assert page.locator("#predict").is_disabled()  # no labels typed yet
+    page.fill("#labels", "dog running, person cooking, car")
+    page.wait_for_function("!document.getElementById('predict').disabled")
+    page.click("#predict")
+    page.wait_for_selector("#results li")
+    shown = page.locator("#results li .label").all_inner_texts()
+    assert sorted(shown) == ["car", "dog running", "person cooking"]
+    page.select_option("#model", MODEL)  # a classifier: no labels to type
+    assert page.locator("#labels").is_hidden() and not page.locator("#predict").is_disabled()
+    page.close()
+    assert_healthy(live)

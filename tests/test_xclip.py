@@ -4,48 +4,29 @@ and the model as a classifier over a label set."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import pytest
 import torch
 
 import videozoo
 from fixtures_util import (
-    TRANSFORMER_FIXTURES,
     deterministic_state,
-    deterministic_tensor,
     fixture_input,
-    load_transformer_fixture,
     write_transformers_dir,
 )
 from videozoo.models.registry import get_spec
 from videozoo.models.video_text.xclip import XClip
 from videozoo.weights.errors import CheckpointError
+from xclip_small import SMALL_ARCH, SMALL_CONFIG, fixture, register_small, small_state, with_positions
 
-FIXTURE = "xclip_b32_8f"
 VARIANTS = ("xclip_b32_8f", "xclip_b32_16f", "xclip_b16_8f", "xclip_b16_16f", "xclip_b16_zero_shot")
-
-
-def _fixture() -> dict:
-    if not (TRANSFORMER_FIXTURES / f"{FIXTURE}.json").is_file():
-        pytest.skip(f"X-CLIP fixture not found under {TRANSFORMER_FIXTURES}")
-    return load_transformer_fixture(FIXTURE)
-
-
-def _with_positions(state: dict[str, torch.Tensor], text: int, vision: int) -> dict[str, torch.Tensor]:
-    # What the official file holds besides the weights: int64 aranges, to be ignored.
-    return {
-        **state,
-        "text_model.embeddings.position_ids": torch.arange(text)[None],
-        "vision_model.embeddings.position_ids": torch.arange(vision)[None],
-    }
 
 
 # 196.6 M deterministic values drawn, written and read: 9 s on an idle 2-core machine (56 s with its
 # cores three times oversubscribed), so it stays in the default set as every model's smallest fixture.
 def test_fixture_through_the_official_layout(tmp_path):
-    fx = _fixture()
-    state = _with_positions(deterministic_state(fx), 77, 50)
+    fx = fixture()
+    state = with_positions(deterministic_state(fx), 77, 50)
     # The fixture's layout holds both files with the same tensors; the smaller tests load both formats.
     folder = write_transformers_dir(tmp_path / "xclip-base-patch32", fx["config"], state, weights="model.safetensors")
     del state
@@ -70,88 +51,16 @@ def test_fixture_through_the_official_layout(tmp_path):
     assert err <= 1e-4 * ref_embeds.abs().max().item(), err
 
 
-# -- a small X-CLIP in the official layout: the fixture's keys at reduced widths ------------------
-
-# Every size of the B/32 manifest and its counterpart in the small model (3 channels and the
-# vocabulary and context stay, so that real labels can be tokenised).
-_SMALL = {768: 16, 512: 8, 3072: 64, 2048: 32, 50: 5, 32: 16, 8: 2}
-SMALL_CONFIG = {
-    "model_type": "xclip",
-    "projection_dim": 8,
-    "prompt_layers": 1,
-    "prompt_num_attention_heads": 2,
-    "text_config": {
-        "model_type": "xclip_text_model",
-        "hidden_size": 8,
-        "intermediate_size": 32,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-    },
-    "vision_config": {
-        "model_type": "xclip_vision_model",
-        "hidden_size": 16,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "mit_hidden_size": 8,
-        "mit_intermediate_size": 32,
-        "mit_num_attention_heads": 2,
-        "patch_size": 16,
-        "num_frames": 2,
-        "image_size": 32,
-    },
-}
-SMALL_ARCH = {
-    "num_frames": 2,
-    "crop_size": 32,
-    "patch_size": 16,
-    "vision_dim": 16,
-    "vision_depth": 1,
-    "vision_heads": 2,
-    "vision_mlp": 64,
-    "mit_dim": 8,
-    "mit_heads": 2,
-    "mit_mlp": 32,
-    "text_dim": 8,
-    "text_depth": 1,
-    "text_heads": 2,
-    "text_mlp": 32,
-    "projection_dim": 8,
-    "prompt_layers": 1,
-    "prompt_heads": 2,
-}
-
-
-def _small_state(fx: dict) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, shape, kind in fx["state_dict"]:
-        if ".layers." in key and ".layers.0." not in key or "decoder.1." in key:
-            continue
-        out[key] = deterministic_tensor(key, [_SMALL.get(s, s) for s in shape], kind)
-    return _with_positions(out, 77, 5)
-
-
 @pytest.fixture
 def small_registry(monkeypatch):
     """A registry entry `xclip_small` with the small architecture."""
-    from videozoo.models import spec as spec_module
-
-    spec = get_spec("xclip_b32_8f")
-    small = spec.replace(
-        name="xclip_small",
-        arch=SMALL_ARCH,
-        input=dataclasses.replace(
-            spec.input, num_frames=2, sampling_rate=4, crop_size=32, short_side=32, train_crop_size=32
-        ),
-    )
-    monkeypatch.setitem(spec_module.SPECS, "xclip_small", small)
-    return small
+    return register_small(monkeypatch)
 
 
 @pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
 def test_both_official_file_formats_load_every_tensor(tmp_path, small_registry, weights):
-    fx = _fixture()
-    state = _small_state(fx)
+    fx = fixture()
+    state = small_state(fx)
     folder = write_transformers_dir(tmp_path / "small", SMALL_CONFIG, state, weights=weights)
     model = videozoo.create_model("xclip_small", weights=str(folder))
     own = model.state_dict()
@@ -175,8 +84,8 @@ def test_both_official_file_formats_load_every_tensor(tmp_path, small_registry, 
 
 
 def test_unplaced_missing_and_disagreeing_are_errors_naming_them(tmp_path, small_registry):
-    fx = _fixture()
-    state = _small_state(fx)
+    fx = fixture()
+    state = small_state(fx)
     state["prompts_generator.decoder.1.norm1.weight"] = torch.ones(8)
     state["vision_model.encoder.layers.0.message_extra.weight"] = torch.ones(16)
     del state["mit.position_embedding"]
@@ -198,7 +107,7 @@ def test_unplaced_missing_and_disagreeing_are_errors_naming_them(tmp_path, small
     config["prompt_alpha"] = 0.2
     with pytest.raises(CheckpointError) as e:
         videozoo.create_model(
-            "xclip_small", weights=str(write_transformers_dir(tmp_path / "b", config, _small_state(fx)))
+            "xclip_small", weights=str(write_transformers_dir(tmp_path / "b", config, small_state(fx)))
         )
     assert "num_frames is 8" in str(e.value) and "prompt_alpha is 0.2" in str(e.value)
 
@@ -206,13 +115,13 @@ def test_unplaced_missing_and_disagreeing_are_errors_naming_them(tmp_path, small
     config["vision_config"]["use_something"] = True
     with pytest.raises(CheckpointError, match="use_something"):
         videozoo.create_model(
-            "xclip_small", weights=str(write_transformers_dir(tmp_path / "c", config, _small_state(fx)))
+            "xclip_small", weights=str(write_transformers_dir(tmp_path / "c", config, small_state(fx)))
         )
 
 
 def test_a_label_set_makes_a_classifier(tmp_path, small_registry):
-    fx = _fixture()
-    folder = write_transformers_dir(tmp_path / "small", SMALL_CONFIG, _small_state(fx))
+    fx = fixture()
+    folder = write_transformers_dir(tmp_path / "small", SMALL_CONFIG, small_state(fx))
     model = videozoo.create_model("xclip_small", weights=str(folder))
     x = torch.randn(2, 3, 2, 32, 32, generator=torch.Generator().manual_seed(1))
     with pytest.raises(ValueError, match="set_labels"):
@@ -244,7 +153,7 @@ def test_a_label_set_makes_a_classifier(tmp_path, small_registry):
 def test_convert_writes_a_videozoo_file_that_loads_alone(tmp_path, small_registry):
     from videozoo.models.convert import convert_checkpoint
 
-    folder = write_transformers_dir(tmp_path / "small", SMALL_CONFIG, _small_state(_fixture()))
+    folder = write_transformers_dir(tmp_path / "small", SMALL_CONFIG, small_state(fixture()))
     name, out = convert_checkpoint(folder, tmp_path / "xclip_small.safetensors")  # the model inferred
     assert name == "xclip_small"
     original = videozoo.create_model("xclip_small", weights=str(folder))
@@ -290,7 +199,7 @@ def test_random_initialisation_trains(small_registry):
 
 @pytest.fixture
 def small_weights(tmp_path, small_registry):
-    return str(write_transformers_dir(tmp_path / "small", SMALL_CONFIG, _small_state(_fixture())))
+    return str(write_transformers_dir(tmp_path / "small", SMALL_CONFIG, small_state(fixture())))
 
 
 @pytest.fixture(scope="module")

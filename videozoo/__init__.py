@@ -21,6 +21,8 @@ _LAZY = {
     "timeline": "videozoo.jobs.timeline",
     "timeline_stream": "videozoo.jobs.timeline",
     "classify": "videozoo.jobs.classify",
+    "embed": "videozoo.jobs.embed",
+    "search": "videozoo.jobs.embed",
 }
 
 __all__ = [*_LAZY, "export", "predict", "transform_for", "__version__"]

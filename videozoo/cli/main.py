@@ -167,6 +167,58 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from videozoo.jobs.embed import embed
+
+    def log(message: str) -> None:
+        print(f"videozoo embed: {message}", file=sys.stderr, flush=True)
+
+    summary = embed(
+        args.videos,
+        args.out,
+        model=args.model,
+        weights=args.weights,
+        window=args.window,
+        stride=args.stride,
+        labels=args.labels if args.labels_file is None else parse_labels_file(args.labels_file),
+        template=args.template,
+        views=args.views,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        resume=args.resume,
+        wait=args.wait,
+        log=log,
+    )
+    log(
+        f"{summary['rows']} vectors of {summary['dim']} from {summary['videos'] - summary['failed']} of "
+        f"{summary['videos']} videos in {summary['out']}"
+    )
+    return 1 if summary["failed"] else 0
+
+
+def parse_labels_file(path: str) -> list[str]:
+    from videozoo.jobs.classify import parse_labels
+
+    try:
+        return parse_labels(labels_file=path)
+    except OSError as e:
+        raise ValueError(f"--labels-file {path}: {e.strerror or e}") from None
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from videozoo.jobs.embed import search
+
+    hits = search(args.index, args.query, top=args.top, weights=args.weights, device=args.device)
+    for hit in hits:
+        if args.json:
+            print(json.dumps(hit))
+        else:
+            print(f"{hit['score']:7.4f}  {hit['start']:8.2f} {hit['end']:8.2f}  {hit['video']}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from videozoo.jobs.evaluate import EvalConfig, evaluate
 
@@ -649,6 +701,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per video (as predict --json)")
     p.set_defaults(func=_cmd_classify, model="xclip_b16_zero_shot")
 
+    p = sub.add_parser("embed", help="an index of video embeddings, one per window, for text search")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
+    _add_model_args(p)
+    p.add_argument("--out", required=True, metavar="INDEX", help="the index folder (vectors.npy, rows.json)")
+    p.add_argument(
+        "--window", type=_positive_seconds, default=None, help="seconds per window (default: the model's clip duration)"
+    )
+    p.add_argument(
+        "--stride",
+        type=_positive_seconds,
+        default=None,
+        help="seconds between window starts (default: half the window)",
+    )
+    texts = p.add_mutually_exclusive_group()
+    texts.add_argument("--labels", help="texts to embed into the index too (comma-separated): texts.npy")
+    texts.add_argument("--labels-file", help="texts to embed into the index too, one per line")
+    p.add_argument(
+        "--template",
+        default="a video of {}.",
+        help='prompt for each label and query, {} replaced (default "a video of {}.")',
+    )
+    p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
+    p.add_argument("--resume", action="store_true", help="keep the videos already embedded with the same settings")
+    p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
+    p.set_defaults(func=_cmd_embed, model="xclip_b16_zero_shot")
+
+    p = sub.add_parser("search", help="the windows of an embedded index closest to a text query")
+    p.add_argument("index", metavar="INDEX", help="a folder written by videozoo embed")
+    p.add_argument("query", help='the text to search for, e.g. "a person falls"')
+    p.add_argument("--top", type=_positive_int, default=10, help="how many windows to list (default 10)")
+    p.add_argument("--json", action="store_true", help="one JSON object per window")
+    p.add_argument(
+        "--weights", type=_weights_arg, default=None, help="weights to embed the query (default: the index's)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
+    p.set_defaults(func=_cmd_search)
+
     p = sub.add_parser("evaluate", help="accuracy on a labelled dataset (resumable, torchrun-aware)")
     _add_model_args(p)
     _add_backend_arg(p)
@@ -737,6 +827,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
     p.add_argument("--format", default=None, help="FFmpeg demuxer of the input (e.g. mpegts, h264), if not probed")
+    zero_shot = p.add_argument_group("zero-shot (video-text models such as xclip_b16_zero_shot; docs/zero_shot.md)")
+    labels = zero_shot.add_mutually_exclusive_group()
+    labels.add_argument("--labels", help='the classes as comma-separated text, e.g. "person falls,forklift reverses"')
+    labels.add_argument("--labels-file", help="the classes as a text file of one label per line")
+    zero_shot.add_argument(
+        "--template", default=None, help='prompt for each label, {} replaced (default "a video of {}.")'
+    )
+    zero_shot.add_argument(
+        "--none-threshold",
+        type=float,
+        default=None,
+        metavar="P",
+        help='label windows and segments "none" where no label\'s probability reaches P (above 1/labels, under 1)',
+    )
     p.set_defaults(func=_cmd_timeline)
 
     p = sub.add_parser("synth", help="write a synthetic motion dataset (H.264 MP4)")
@@ -854,7 +958,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that run models over many large batches.
-_HEAVY = {"predict", "evaluate", "features", "timeline", "train", "demo", "serve"}
+_HEAVY = {"predict", "evaluate", "features", "timeline", "train", "demo", "serve", "embed"}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -38,6 +38,26 @@ def run_timeline(args: argparse.Namespace) -> int:
     if args.overlay and kind not in ("file", "folder"):
         _say("error", f"--overlay needs a file: {args.video} is a stream ({kind}), which cannot be read a second time")
         return 2
+    labels = None
+    if args.labels is not None or args.labels_file is not None:
+        from videozoo.jobs.classify import check_template, parse_labels
+
+        try:
+            labels = parse_labels(args.labels, args.labels_file)
+            if args.template is not None:
+                check_template(args.template)
+        except (OSError, ValueError) as e:
+            _say("error", f"{'--labels-file' if args.labels_file is not None else '--labels'}: {e}")
+            return 2
+    if args.none_threshold is not None:
+        from videozoo.jobs.timeline import check_none_threshold
+
+        try:
+            # Checked before the model loads; the class count of a classifier is known only then.
+            check_none_threshold(args.none_threshold, len(labels) if labels else 0)
+        except ValueError as e:
+            _say("error", str(e))
+            return 2
     engine = make_engine(
         args.model,
         weights=args.weights,
@@ -45,6 +65,8 @@ def run_timeline(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         batch_size=args.batch_size,
+        labels=labels,
+        template=args.template,
     )
     try:
         run = TimelineRun(
@@ -55,12 +77,14 @@ def run_timeline(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             threads=args.threads,
             format=args.format,
+            none_threshold=args.none_threshold,
         )
     except VideoDecodeError as e:
         _say("error", str(e))
         return 1
+    what = f"{args.model} over {len(labels)} labels" if labels else args.model
     print(
-        f"videozoo timeline: {args.model}, window {run.plan.window:.3f} s, stride {run.plan.stride:.3f} s, "
+        f"videozoo timeline: {what}, window {run.plan.window:.3f} s, stride {run.plan.stride:.3f} s, "
         f"{engine.plan} views, precision {engine.precision}, {engine.batch_size} views per forward pass, "
         f"on {engine.device}",
         file=sys.stderr,

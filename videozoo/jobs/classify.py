@@ -7,6 +7,7 @@ over those labels: the same views, batching, precision and result objects as `pr
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -52,6 +53,32 @@ def check_template(template: str) -> str:
     return template
 
 
+def is_zero_shot(model: str | VideoClassifier) -> bool:
+    """True for a video-text model (classes are labels given at run time), by registry name or model."""
+    if isinstance(model, str):
+        from videozoo.models.registry import get_spec
+
+        return not get_spec(model).cls.has_classifier
+    return not getattr(model, "has_classifier", True)
+
+
+def check_labels_for(model: str | VideoClassifier, labels: object | None) -> bool:
+    """Whether `model` takes `labels` (a video-text model needs them, a classifier refuses them)."""
+    zero_shot = is_zero_shot(model)
+    name = model if isinstance(model, str) else getattr(model, "model_name", type(model).__name__)
+    if zero_shot and labels is None:
+        raise ValueError(
+            f"{name}: a video-text model scores labels written at run time: give them with --labels a,b,c "
+            "or --labels-file FILE"
+        )
+    if not zero_shot and labels is not None:
+        raise ValueError(
+            f"--labels: {name} is a classifier with fixed classes; labels written at run time take a "
+            "video-text model (xclip_*)"
+        )
+    return zero_shot
+
+
 def zero_shot_engine(
     model: str | VideoClassifier = DEFAULT_MODEL,
     labels: str | Sequence[str] = (),
@@ -78,6 +105,45 @@ def zero_shot_engine(
     # The text side runs here, once for the label set; the engine then only runs the video side.
     set_labels(parse_labels(labels), template=check_template(template))
     return Engine(built, inplace=owned, **engine_args)
+
+
+# The engine runs the model once when it is made (to size its batches), and X-CLIP's forward pass
+# scores a label set: where the labels come later (embeddings, a server's requests), this one stands in.
+_STAND_IN = ["a video."]
+
+
+def video_text_engine(
+    model: str | VideoClassifier,
+    *,
+    weights: str | os.PathLike | None = "default",
+    **engine_args: Any,
+) -> Engine:
+    """An engine of a video-text model whose labels are given later (:func:`relabel`), or never (its
+    features: the normalised video embeddings). It runs with torch (a compiled graph would fix the labels)."""
+    from videozoo.models.factory import create_model
+
+    if not is_zero_shot(model):
+        name = model if isinstance(model, str) else getattr(model, "model_name", "the model")
+        raise ValueError(f"{name}: a classifier with fixed classes, not a video-text model (xclip_*)")
+    owned = isinstance(model, str)
+    built = create_model(model, weights=weights) if isinstance(model, str) else model
+    built.set_labels(_STAND_IN)  # type: ignore[operator]
+    engine = Engine(built, inplace=owned, backend="torch", **engine_args)
+    engine.class_names = None
+    return engine
+
+
+def relabel(engine: Engine, labels: Sequence[str], template: str = DEFAULT_TEMPLATE) -> Engine:
+    """`engine` (of :func:`video_text_engine` or :func:`zero_shot_engine`) scoring over `labels`: the model's
+    label set is replaced (the last few sets stay embedded) and a copy of the engine names the labels.
+
+    The model is shared with `engine`: one caller at a time (a server's worker runs one job at a time).
+    """
+    labels = parse_labels(labels)
+    engine.model.set_labels(labels, template=check_template(template))  # type: ignore[union-attr]
+    other = copy.copy(engine)
+    other.class_names = list(labels)
+    return other
 
 
 def classify(

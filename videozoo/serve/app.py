@@ -3,9 +3,14 @@
     GET  /             the web page (self-contained, works offline)
     GET  /health       200 with the loaded models once ready, 503 before
     GET  /v1/models    the served models: classes, input config, precision
-    POST /v1/predict   multipart `video` (+ `model`, `views`, `top_k`): one `videozoo predict --json` entry
-    POST /v1/timeline  multipart `video` (+ `model`, `stride`, `window`, `min_segment`, `smooth`, `top_k`):
-                       the timeline.json of `videozoo timeline`
+    POST /v1/predict   multipart `video` (+ `model`, `views`, `top_k`, and for a zero-shot model `labels`,
+                       `template`): one `videozoo predict --json` entry
+    POST /v1/timeline  multipart `video` (+ `model`, `stride`, `window`, `min_segment`, `smooth`, `top_k`, and
+                       for a zero-shot model `labels`, `template`, `none_threshold`): the timeline.json of
+                       `videozoo timeline`
+
+A zero-shot (video-text) model answers over the labels of each request; the embeddings of its last
+label sets are kept, so a page that sends the same labels again costs only the video side.
 
 Every error is ``{"error": {"code", "message"}}`` with its status (see :mod:`videozoo.serve.errors`).
 OpenAPI documentation is at ``/docs``.
@@ -30,6 +35,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from videozoo.engine import Engine, ViewPlan, ViewPlanError
 from videozoo.io.errors import VideoDecodeError
+from videozoo.jobs.classify import (
+    DEFAULT_TEMPLATE,
+    check_template,
+    is_zero_shot,
+    parse_labels,
+    relabel,
+    video_text_engine,
+)
 from videozoo.serve import timeline_api
 from videozoo.serve.config import ServeConfig
 from videozoo.serve.errors import ERROR_SCHEMA, ApiError, install_error_handlers
@@ -51,15 +64,17 @@ class ServeState:
 def build_engines(config: ServeConfig) -> Engines:
     """One engine per served model (called once in each worker: its replicas)."""
     torch.set_num_threads(config.intra_op_threads())
+    options = {
+        "views": config.views,
+        "device": config.device,
+        "precision": config.precision,
+        "threads": config.intra_op_threads(),
+    }
     return {
-        m.name: Engine.build(
-            m.name,
-            weights=m.weights,
-            views=config.views,
-            device=config.device,
-            precision=config.precision,
-            threads=config.intra_op_threads(),
-        )
+        # A zero-shot model's labels come with each request (relabel).
+        m.name: video_text_engine(m.name, weights=m.weights, **options)
+        if is_zero_shot(m.name)
+        else Engine.build(m.name, weights=m.weights, **options)
         for m in config.models
     }
 
@@ -134,6 +149,7 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
                 "model": "a served model (default: the first)",
                 "views": "CLIPSxCROPS, e.g. 1x1 or 10x3, or published",
                 "top_k": "how many classes to return (default 5)",
+                **_LABEL_FIELDS,
             }
         ),
         responses=_ERROR_RESPONSES,
@@ -142,15 +158,17 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
         """Top-k actions of the uploaded video: the object `videozoo predict --json` prints for it."""
         with _admitted(pool):
             async with received_upload(request, state.folder, max_bytes=config.max_upload_bytes) as upload:
-                fields = _Fields(upload, config, allowed={"model", "views", "top_k"})
+                fields = _Fields(upload, config, allowed={"model", "views", "top_k", "labels", "template"})
                 model = fields.model()
                 plan = fields.views(pool.engines[model])
                 top_k = fields.positive_int("top_k", config.top_k)
+                labels = fields.labels(pool.engines[model])
                 _require_video(upload)
                 path = upload.path
 
                 def job(engines: Engines) -> dict[str, Any]:
-                    return engines[model].with_views(plan).predict(path).entry(model, top_k=top_k)
+                    engine = engines[model] if labels is None else relabel(engines[model], *labels)
+                    return engine.with_views(plan).predict(path).entry(model, top_k=top_k)
 
                 entry = await _run(pool, job, upload)
                 entry["video"] = upload.filename  # the name the client gave, not the temporary file's
@@ -166,6 +184,9 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
                 "min_segment": "seconds under which a segment is absorbed by its neighbours (default: the window)",
                 "smooth": "windows in the centred moving average before segmenting (default 3)",
                 "top_k": "classes per window (default 5)",
+                **_LABEL_FIELDS,
+                "none_threshold": "zero-shot models: windows and segments where no label's probability reaches "
+                "this (above 1/labels, under 1) are labelled none",
             }
         ),
         responses={**_ERROR_RESPONSES, 501: {"description": "timelines are not available in this installation"}},
@@ -177,21 +198,36 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
         with _admitted(pool):
             async with received_upload(request, state.folder, max_bytes=config.max_upload_bytes) as upload:
                 fields = _Fields(
-                    upload, config, allowed={"model", "stride", "window", "min_segment", "smooth", "top_k"}
+                    upload,
+                    config,
+                    allowed={
+                        "model",
+                        "stride",
+                        "window",
+                        "min_segment",
+                        "smooth",
+                        "top_k",
+                        "labels",
+                        "template",
+                        "none_threshold",
+                    },
                 )
                 model = fields.model()
+                labels = fields.labels(pool.engines[model])
                 options = {
                     "stride": fields.positive_float("stride"),
                     "window": fields.positive_float("window"),
                     "min_segment": fields.non_negative_float("min_segment"),
                     "smooth": fields.positive_int("smooth", 3),
                     "top_k": fields.positive_int("top_k", config.top_k),
+                    "none_threshold": fields.none_threshold(len(labels[0]) if labels else None),
                 }
                 _require_video(upload)
                 path = upload.path
 
                 def job(engines: Engines) -> dict[str, Any]:
-                    return timeline_api.run(engines[model], path, **options)
+                    engine = engines[model] if labels is None else relabel(engines[model], *labels)
+                    return timeline_api.run(engine, path, **options)
 
                 result = await _run(pool, job, upload)
                 result["video"] = upload.filename
@@ -240,6 +276,55 @@ class _Fields:
             )
         return plan
 
+    def labels(self, engine: Engine) -> tuple[list[str], str] | None:
+        """A zero-shot model's labels and template (required); None for a classifier (which refuses them)."""
+        given = {k for k in ("labels", "template") if self.values.get(k, "").strip()}
+        if not is_zero_shot(engine.model_name):  # a classifier: its classes are fixed
+            if given:
+                name = sorted(given)[0]
+                raise self._bad(
+                    name,
+                    f"{engine.model_name} has fixed classes; labels written per request are for a zero-shot "
+                    f"model ({', '.join(self._zero_shot()) or 'none is served here'})",
+                )
+            return None
+        if "labels" not in given:
+            raise ApiError(
+                400,
+                "missing_labels",
+                f"{engine.model_name} is a zero-shot model: send its classes as the form field labels "
+                "(comma-separated, e.g. labels=person falls,dog runs)",
+            )
+        try:
+            labels = parse_labels(self.values["labels"])
+        except ValueError as e:
+            raise self._bad("labels", str(e)) from None
+        if len(labels) > MAX_LABELS:
+            raise self._bad("labels", f"{len(labels)} labels; this server takes at most {MAX_LABELS} per request")
+        template = self.values.get("template", "").strip() or DEFAULT_TEMPLATE
+        try:
+            check_template(template)
+        except ValueError as e:
+            raise self._bad("template", str(e)) from None
+        return labels, template
+
+    def _zero_shot(self) -> list[str]:
+        return [m.name for m in self.config.models if is_zero_shot(m.name)]
+
+    def none_threshold(self, labels: int | None) -> float | None:
+        text = self.values.get("none_threshold", "").strip()
+        if not text:
+            return None
+        if labels is None:
+            raise self._bad("none_threshold", "only for a zero-shot model, with its labels")
+        try:
+            p = float(text)
+        except ValueError:
+            raise self._bad("none_threshold", "expected a probability") from None
+        if not (math.isfinite(p) and 1 / labels < p < 1):
+            raise self._bad("none_threshold", f"must be above 1/{labels} = {1 / labels:.3f} and under 1")
+        return p
+
     def positive_int(self, name: str, default: int) -> int:
         text = self.values.get(name, "").strip()
         if not text:
@@ -275,6 +360,15 @@ class _Fields:
         if x is not None and x < 0:
             raise self._bad(name, "must be 0 seconds or more")
         return x
+
+
+# A request's labels are embedded before its video is scored: bounded like its views.
+MAX_LABELS = 1000
+
+_LABEL_FIELDS = {
+    "labels": "zero-shot models (required there, refused elsewhere): the classes, comma-separated",
+    "template": 'zero-shot models: the prompt each label is put into, {} replaced (default "a video of {}.")',
+}
 
 
 def _require_video(upload: Upload) -> None:
@@ -347,6 +441,7 @@ def _describe(name: str, weights: str | None, engine: Engine) -> dict[str, Any]:
         "weights": weights if weights is None or "/" not in str(weights) else Path(weights).name,
         "classes": names,
         "num_classes": len(names) if names else int(getattr(engine.model, "num_classes", 0) or 0) or None,
+        "zero_shot": is_zero_shot(name),
         "input": {
             **{
                 k: v

@@ -25,6 +25,7 @@ def run(
     min_segment: float | None = None,
     smooth: int = 3,
     top_k: int = 5,
+    none_threshold: float | None = None,
 ) -> dict[str, Any]:
     """The timeline.json object of the video at ``path``, scored by the warm ``engine``.
 
@@ -34,7 +35,14 @@ def run(
     from videozoo.jobs.timeline import timeline
 
     result = timeline(
-        path, model=engine, window=window, stride=stride, min_segment=min_segment, smooth=smooth, top_k=top_k
+        path,
+        model=engine,
+        window=window,
+        stride=stride,
+        min_segment=min_segment,
+        smooth=smooth,
+        top_k=top_k,
+        none_threshold=none_threshold,
     )
     if result.error is not None and not result.windows:
         raise RuntimeError(result.error)

@@ -68,7 +68,9 @@ def plot_timeline(result: TimelineResult, path: str | os.PathLike) -> Path:
     raw = np.stack([w.scores for w in result.windows]) if result.windows else np.zeros((0, 0))
     for c in classes:
         name = result.class_names[c] if c < len(result.class_names) else str(c)
-        if len(t):
+        if len(t) and c >= raw.shape[1]:  # "none" (a none threshold): a level line at the threshold
+            top.plot(t, result.smoothed[:, c], "--", color=colour[c], linewidth=1.2, label=f"{name} (threshold)")
+        elif len(t):
             top.plot(t, raw[:, c], ".", color=colour[c], alpha=0.25, markersize=3)
             top.plot(t, result.smoothed[:, c], "-", color=colour[c], linewidth=1.8, label=name)
     for s in result.segments:

@@ -40,6 +40,7 @@ class TimelineWindow:
     top_k: tuple[LabelScore, ...]
     scores: np.ndarray = field(repr=False, compare=False)  # (K,) float32, mean over the window's views
     short: bool = False  # the video is shorter than the window: frames repeat to fill the clip
+    none: bool | None = None  # with a none threshold: no label's probability reaches it (else None)
 
     @property
     def center(self) -> float:
@@ -47,13 +48,16 @@ class TimelineWindow:
         return (self.start + self.end) / 2
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "start": round(self.start, 3),
             "end": round(self.end, 3),
             "start_frame": self.start_frame,
             "end_frame": self.end_frame,
             "top_k": [s.to_json() for s in self.top_k],
         }
+        if self.none is not None:
+            out["none"] = self.none
+        return out
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class TimelineResult:
     error: str | None = None
     stopped: str | None = None
     seconds: float = 0.0  # wall time of the run
+    none_threshold: float | None = None  # windows and segments below it are labelled "none"
 
     @property
     def short(self) -> bool:
@@ -122,6 +127,7 @@ class TimelineResult:
             "window": round(self.window, 6),
             "stride": round(self.stride, 6),
             "precision": self.precision,
+            **({} if self.none_threshold is None else {"none_threshold": self.none_threshold}),
             "windows": [w.to_json() for w in self.windows],
             "segments": [s.to_json() for s in self.segments],
         }

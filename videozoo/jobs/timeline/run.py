@@ -11,6 +11,7 @@ for live input, until the oldest has waited ``max_latency`` seconds), then go th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -23,12 +24,28 @@ import torch
 from videozoo.engine import Engine
 from videozoo.engine.views import Views, count_views, stack_views
 from videozoo.io import VideoDecodeError, open_video
-from videozoo.jobs.timeline.result import LabelScore, TimelineResult, TimelineWindow
+from videozoo.jobs.timeline.result import LabelScore, Segment, TimelineResult, TimelineWindow
 from videozoo.jobs.timeline.segments import find_segments, smooth_scores
 from videozoo.jobs.timeline.windows import FilledWindow, WindowFiller, WindowPlan
 
 # Live input: a window waits at most this long (wall clock) for others to share its forward pass.
 LIVE_MAX_LATENCY_SEC = 1.0
+
+#: The label of the segments (and windows) where no class reaches ``none_threshold``.
+NONE_LABEL = "none"
+
+
+def check_none_threshold(threshold: float | None, classes: int) -> float | None:
+    """A probability above 1/K (K classes: the best of K probabilities is never below 1/K) and under 1."""
+    if threshold is None:
+        return None
+    low = 1.0 / classes if classes else 0.0
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and low < threshold < 1):
+        raise ValueError(
+            f"--none-threshold must be a probability above 1/{classes} = {low:.3f} (with {classes} labels the best "
+            f"probability is never below that) and under 1, got {threshold!r}"
+        )
+    return float(threshold)
 
 
 def window_plan(engine: Engine, window: float | None = None, stride: float | None = None) -> WindowPlan:
@@ -64,6 +81,8 @@ class TimelineRun:
         max_latency: float | None = None,
         threads: int | None = None,
         format: str | None = None,
+        none_threshold: float | None = None,
+        output: str = "scores",
     ):
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"--top-k must be at least 1, got {top_k!r}")
@@ -71,7 +90,19 @@ class TimelineRun:
         self.plan = window_plan(engine, window, stride)
         self.top_k = top_k
         self.path = os.fspath(video)
-        self.class_names = list(engine.class_names or [])
+        if output not in ("scores", "features"):
+            raise ValueError(f"output must be scores or features, got {output!r}")
+        if output == "features" and none_threshold is not None:
+            raise ValueError("--none-threshold applies to scores, not to features")
+        # "features": each window holds the mean of its views' features (embed), not class scores.
+        self.output = output
+        self.class_names = list(engine.class_names or []) if output == "scores" else []
+        self.none_threshold = check_none_threshold(none_threshold, len(self.class_names))
+        if self.none_threshold is not None and NONE_LABEL in self.class_names:
+            raise ValueError(
+                f"a label is called {NONE_LABEL!r}, the name --none-threshold gives to windows and segments "
+                "where no label reaches it: rename that label"
+            )
         self._video = open_video(video, threads=threads, fps=engine.input.fps, format=format)
         self.live = not self._video.seekable
         self.fps = float(self._video.fps or 0.0)
@@ -181,7 +212,7 @@ class TimelineRun:
     def _flush(self, pending: list[tuple[FilledWindow, Views]]) -> Iterator[TimelineWindow]:
         if not pending:
             return
-        scores = self.engine.forward(stack_views([v for _, v in pending]))  # (sum of views, K)
+        scores = self.engine.forward(stack_views([v for _, v in pending]), self.output)  # (sum of views, K or D)
         batch = list(pending)
         pending.clear()
         i = 0
@@ -194,7 +225,7 @@ class TimelineRun:
             yield window
 
     def _window(self, fw: FilledWindow, scores: torch.Tensor) -> TimelineWindow:
-        k = min(self.top_k, scores.numel())
+        k = min(self.top_k, scores.numel()) if self.output == "scores" else 0
         probs, idx = scores.topk(k)
         top = tuple(
             LabelScore(self._label(i), int(i), float(p)) for p, i in zip(probs.tolist(), idx.tolist(), strict=True)
@@ -208,6 +239,7 @@ class TimelineRun:
             top_k=top,
             scores=scores.numpy().astype(np.float32),
             short=fw.short,
+            none=None if self.none_threshold is None else bool(probs[0] < self.none_threshold),
         )
 
     def _label(self, i: int) -> str:
@@ -242,6 +274,13 @@ class TimelineRun:
         names = self.class_names or [str(i) for i in range(k)]
         scores = np.stack([w.scores for w in self.windows]) if self.windows else np.zeros((0, k), np.float32)
         smoothed = smooth_scores(scores, smooth)
+        threshold = self.none_threshold
+        if threshold is not None:
+            # "None of these" joins as one more class whose score is the threshold at every window:
+            # a window goes to it where no smoothed probability reaches the threshold, and a boundary
+            # with a label is where that label's smoothed probability crosses the threshold.
+            smoothed = np.concatenate([smoothed, np.full((len(smoothed), 1), threshold)], axis=1)
+            names = [*names, NONE_LABEL]
         start = self._filler.t0 or 0.0
         segments = find_segments(
             [w.center for w in self.windows],
@@ -252,6 +291,8 @@ class TimelineRun:
             class_names=names,
             frame_at=self.frame_at,
         )
+        if threshold is not None:
+            segments = [_none_score(s, self.windows, smoothed) if s.index == k else s for s in segments]
         return TimelineResult(
             video=self.path,
             model=self.engine.model_name,
@@ -272,4 +313,12 @@ class TimelineRun:
             error=self.error,
             stopped=self.stopped,
             seconds=self.seconds,
+            none_threshold=threshold,
         )
+
+
+def _none_score(segment: Segment, windows: list[TimelineWindow], smoothed: np.ndarray) -> Segment:
+    """A "none" segment scores the mean smoothed probability of the best label over its windows."""
+    inside = [i for i, w in enumerate(windows) if segment.start <= w.center < segment.end]
+    best = smoothed[inside, :-1].max(1).mean() if inside else 0.0
+    return dataclasses.replace(segment, score=float(best))

@@ -24,6 +24,7 @@ labels, `class_names` included, wherever the toolkit takes one.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,9 @@ from videozoo.models.video_text.text_encoder import ClipTextEncoder, TextConfig,
 from videozoo.models.video_text.tokenizer import CONTEXT_LENGTH, tokenize
 from videozoo.weights.errors import CheckpointError
 from videozoo.weights.sources import WeightSource
+
+# Label sets whose text embeddings `set_labels` keeps (switching back to one costs no text pass).
+LABEL_SETS_KEPT = 16
 
 
 class CrossFrameBlock(Block):
@@ -253,9 +257,17 @@ class XClip(VideoClassifier):
             raise ValueError("set_labels needs at least one label")
         if len(set(labels)) != len(labels):
             raise ValueError("labels must be distinct")
-        texts = [template.format(label) if template else label for label in labels]
-        with torch.no_grad():
-            self.label_embeds = self.encode_text(texts)
+        texts = tuple(template.format(label) if template else label for label in labels)
+        # A server switches between the label sets of its requests: the last few are kept embedded.
+        cache = self.__dict__.setdefault("_label_sets", OrderedDict())
+        embeds = cache.pop(texts, None)
+        if embeds is None or embeds.device != self.logit_scale.device:
+            with torch.no_grad():
+                embeds = self.encode_text(list(texts))
+        cache[texts] = embeds
+        while len(cache) > LABEL_SETS_KEPT:
+            cache.popitem(last=False)
+        self.label_embeds = embeds
         self.labels = labels
         self.class_names = list(labels)
         return self
