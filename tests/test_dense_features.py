@@ -359,6 +359,7 @@ BAD_FLAGS = [
     (["--dense", "--clip-frames", "4", "--stride", "2", "--format", "safetensors"], "--format"),
     (["--dense", "--clip-frames", "4", "--stride", "2", "--workers", "3"], "--workers"),
     (["--overwrite"], "--overwrite"),
+    (["--parquet"], "--parquet"),
     (["--dense", "--clip-frames", "4", "--stride", "2", "--resume", "--overwrite"], "--overwrite"),
     (
         ["--dense", "--clip-frames", "8", "--stride", "2", "--model", "mvit_base_16x4", "--weights", "none"],
@@ -385,7 +386,7 @@ def test_a_bad_flag_gets_one_message_naming_it(flags, named, videos, tmp_path, c
 
 def test_presets_are_the_published_layouts(monkeypatch, tmp_path, videos):
     table = presets()
-    assert set(table) == {"video-features-i3d", "actionformer-thumos-i3d", "opentad-slowfast-r50"}
+    assert set(table) == {"video-features-i3d", "actionformer-thumos-i3d", "opentad-slowfast-r50", "videomaev2-tad"}
     assert all(p.source and p.model for p in table.values())
     i3d = get_preset("video-features-i3d")
     assert (i3d.model, i3d.clip_frames, i3d.stride, i3d.fps, i3d.last, i3d.lookahead) == (
@@ -415,6 +416,121 @@ def test_presets_are_the_published_layouts(monkeypatch, tmp_path, videos):
     assert cfg.lookahead == 0
     assert main(["features", str(videos[11]), "--out", str(tmp_path), "--preset", "video-features-i3d"]) == 0
     assert (seen[1].model, seen[1].clip_frames, seen[1].lookahead) == ("i3d_inception_rgb", 64, 1)
+    mae = get_preset("videomaev2-tad")
+    assert (mae.model, mae.clip_frames, mae.stride, mae.fps, mae.last, mae.lookahead) == (
+        "videomaev2_b_k710",
+        16,
+        4,
+        None,
+        "drop",
+        0,
+    )
+    assert mae.squash and not mae.normalize
+    assert main(["features", str(videos[11]), "--out", str(tmp_path), "--preset", "videomaev2-tad"]) == 0
+    assert (seen[2].model, seen[2].squash, seen[2].normalize, seen[2].crop) == ("videomaev2_b_k710", True, False, None)
+
+
+@pytest.mark.parametrize("frames", [15, 16, 19, 20, 101, 1000])
+def test_videomaev2_tad_count_is_the_sources_range(frames):
+    # extract_tad_feature.py starts a 16-frame clip at each of range(0, frames - 15, 4).
+    plan = get_preset("videomaev2-tad").plan()
+    assert plan.ranges(frames) == [(a, a + 16) for a in range(0, frames - 15, 4)]
+
+
+def _squashed_reference(frames: torch.Tensor, size: int) -> torch.Tensor:
+    # VideoMAE V2's extract_tad_feature.py: (T, H, W, C) uint8 -> (C, T, H, W) in [0, 1], each frame
+    # resized to size x size by F.interpolate (bilinear, align_corners=False), no crop, no mean/std.
+    vid = frames.permute(3, 0, 1, 2).to(torch.float32) / 255
+    return torch.nn.functional.interpolate(vid, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def test_videomaev2_tad_transform_is_the_sources_at_full_size():
+    # The preset's transform for the registry's ViT-B: a 5:3 clip squashed whole to 224x224.
+    from videozoo.data.transforms import transform_for
+
+    p = get_preset("videomaev2-tad")
+    cfg = DenseConfig(out="unused", **p.settings())
+    inp = dense.preset_input(get_spec(p.model).input, cfg)
+    frames = torch.randint(0, 256, (16, 48, 80, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    views = transform_for(inp)(frames.permute(3, 0, 1, 2), presampled=True)
+    ref = _squashed_reference(frames, 224)
+    assert tuple(views.shape) == (1, 3, 16, 224, 224)
+    torch.testing.assert_close(views[0], ref, rtol=0, atol=1e-6)
+
+
+def test_videomaev2_tad_preset_end_to_end(monkeypatch, tmp_path):
+    # A reduced VideoMAE V2 (16 frames, a 32x32 crop) in the registry's place: the preset through the
+    # command line gives, window by window, what extract_tad_feature.py computes (the whole video
+    # decoded, clips at range(0, F - 15, 4), squashed, forward_features).
+    import videozoo.models.registry as registry
+    from videozoo.models.factory import create_model, save_model
+
+    spec = get_spec("videomaev2_b_k710")
+    arch = {"dim": 64, "depth": 2, "num_heads": 4, "mlp_hidden": 128, "num_frames": 16, "crop_size": 32}
+    small = spec.replace(
+        arch={**spec.arch, **arch},
+        input=replace(spec.input, crop_size=32, short_side=32, train_crop_size=32),
+    )
+    monkeypatch.setitem(registry._REGISTRY, "videomaev2_b_k710", small)
+    torch.manual_seed(0)
+    model = create_model("videomaev2_b_k710", weights=None).eval()
+    for name, param in model.named_parameters():  # LayerNorms off their identity, so the test sees them
+        if "norm" in name:
+            param.data.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
+    weights = save_model(model, tmp_path / "small.pth")
+    video = make_video(tmp_path / "wide.mp4", num_frames=27, fps=25, width=80, height=48, pattern="noise")
+    argv = ["features", str(video), "--out", str(tmp_path / "o"), "--preset", "videomaev2-tad"]
+    assert main([*argv, "--weights", str(weights), "--precision", "fp32"]) == 0
+    feats = np.load(tmp_path / "o" / "wide.npy")
+    side = json.loads((tmp_path / "o" / "wide.json").read_text())
+    assert (side["squash"], side["normalize"], side["crop"], side["preset"]) == (True, False, 32, "videomaev2-tad")
+    assert [(w["start_frame"], w["end_frame"]) for w in side["windows"]] == [(0, 16), (4, 20), (8, 24)]
+    with open_video(video) as v:
+        frames = torch.stack([f.rgb().permute(1, 2, 0) for f in v.frames()])  # (T, H, W, C) uint8
+    with torch.inference_mode():
+        ref = torch.cat(
+            [model.forward_features(_squashed_reference(frames[a : a + 16], 32)[None]) for a in range(0, 27 - 15, 4)]
+        ).numpy()
+    assert feats.shape == ref.shape == (3, 64)
+    np.testing.assert_allclose(feats, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+def test_parquet_table_of_a_run(videos, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    plan = DensePlan(4, 3, last="pad")
+    paths = [videos[11], videos[9], videos[3]]
+    summary = _run(tmp_path, paths, plan, parquet=True)
+    table = pq.read_table(tmp_path / "features.parquet")
+    assert summary["table"] == str(tmp_path / "features.parquet")
+    assert table.column_names == ["video", "name", "window", "start_frame", "end_frame", "start", "end", "vector"]
+    rows = table.to_pylist()
+    expected = []
+    for path in paths:
+        feats = np.load(tmp_path / f"{path.stem}.npy")
+        side = json.loads((tmp_path / f"{path.stem}.json").read_text())
+        for k, w in enumerate(side["windows"]):
+            expected.append({"video": str(path), "name": path.stem, "window": k, **w, "vector": feats[k]})
+    assert len(rows) == len(expected) == sum(plan.count(n) for n in (11, 9, 3))
+    for got, want in zip(rows, expected, strict=True):
+        assert {k: got[k] for k in want if k != "vector"} == {k: v for k, v in want.items() if k != "vector"}
+        np.testing.assert_array_equal(np.asarray(got["vector"], np.float32), want["vector"])
+    ident = json.loads(table.schema.metadata[b"videozoo"])
+    assert ident == json.loads((tmp_path / "manifest.json").read_text())["identity"]
+    assert not list(tmp_path.glob("*.tmp*"))  # no temporary file left
+    # A second run computes nothing and writes the same table; a video added later joins it.
+    again = _run(tmp_path, [*paths, videos[30]], plan, parquet=True)
+    assert again["computed"] == 1 and again["skipped"] == 3
+    table2 = pq.read_table(tmp_path / "features.parquet")
+    assert table2.slice(0, len(rows)).equals(table) and table2.num_rows == len(rows) + plan.count(30)
+
+
+def test_parquet_without_pyarrow_is_refused_before_anything_runs(videos, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # an import of it raises ImportError
+    with pytest.raises(ValueError, match=r"--parquet: needs pyarrow.*videozoo\[parquet\]"):
+        _run(tmp_path / "o", [videos[11]], DensePlan(4, 4), parquet=True)
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_preset_needs_its_model_in_the_registry(monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 ray = pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")  # ray[data] brings it
 
 import videozoo  # noqa: E402
 from videogen import make_video  # noqa: E402
@@ -113,9 +114,16 @@ def test_dense_equals_single_process_and_second_run_skips(cluster, videos, weigh
     assert "broken.mp4" in recs["broken"]["error"]
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("v*.*")}
 
-    again = ray_run.extract_dense(_dense_cfg(out, videos, weights), ray_run.RayOptions())
+    # The second run, asked for the run's Parquet table, builds it from the finished outputs.
+    cfg = dataclasses.replace(_dense_cfg(out, videos, weights), parquet=True)
+    again = ray_run.extract_dense(cfg, ray_run.RayOptions())
     assert again["computed"] == 0 and again["skipped"] == 3 and again["failed"] == 1
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("v*.*")} == stamps  # nothing rewritten
+    table = pq.read_table(again["table"])
+    finished = [Path(v).stem for v in videos if (out / f"{Path(v).stem}.npy").exists()]
+    assert table.column("name").to_pylist() == [n for n in finished for _ in np.load(out / f"{n}.npy")]
+    vectors = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(vectors, np.concatenate([np.load(out / f"{n}.npy") for n in finished]))
 
 
 def test_killed_workers_are_retried_without_loss_or_doubles(

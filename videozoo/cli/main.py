@@ -248,60 +248,67 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
+    from videozoo.jobs import dense, features
+
     ray = _ray_options(args)
     if ray is not None and args.stall_timeout is not None:
         raise ValueError("--stall-timeout: under --ray, Ray runs and retries the decoding tasks (leave it out)")
-    if args.dense or args.preset is not None:
-        return _cmd_dense_features(args, ray)
-    if ray is not None and args.workers is not None:
-        raise ValueError("--workers: under --ray, decoding runs in Ray tasks over the cluster's CPUs (leave it out)")
-    for flag, value in _dense_flags(args) + _dense_only_flags(args):
-        if value is not None:
-            raise ValueError(f"{flag}: only for dense features (add --dense, or use a --preset)")
-    from videozoo.jobs.features import FeatureConfig, extract_features
-
-    cfg = FeatureConfig(
-        backend=args.backend,
-        model=args.model or "slow_r50",
-        out=args.out,
-        data=args.data,
-        videos=args.videos or None,
-        weights=args.weights,
-        views=args.views,
-        format=args.format,
-        workers=2 if args.workers is None else args.workers,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        device=args.device,
-        resume=args.resume,
-        wait=args.wait,
-        stall_timeout=args.stall_timeout,
-    )
+    is_dense = args.dense or args.preset is not None
+    # What both jobs take, then each job's own settings; one dispatch for both, with or without Ray.
+    common = {
+        "out": args.out,
+        "data": args.data,
+        "videos": args.videos or None,
+        "weights": args.weights,
+        "precision": args.precision,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "resume": args.resume,
+        "wait": args.wait,
+    }
+    cfg = _dense_config(args, ray, common) if is_dense else _pooled_config(args, ray, common)
     if ray is not None:
         from videozoo.jobs import ray_run
 
-        summary = ray_run.extract_features(cfg, ray)
+        summary = (ray_run.extract_dense if is_dense else ray_run.extract_features)(cfg, ray)
     else:
-        summary = extract_features(cfg)
+        summary = (dense.extract_dense if is_dense else features.extract_features)(cfg)
     print(json.dumps(summary))
     return 1 if summary["failed"] else 0
 
 
-def _dense_flags(args: argparse.Namespace) -> list[tuple[str, object]]:
-    return [
-        ("--clip-frames", args.clip_frames),
-        ("--stride", args.stride),
-        ("--fps", args.fps),
-        ("--last", args.last),
-    ]
+def _dense_flags(args: argparse.Namespace) -> dict[str, tuple[str, object]]:
+    """The dense settings a --preset sets, by DenseConfig field: (flag, value given)."""
+    return {
+        "clip_frames": ("--clip-frames", args.clip_frames),
+        "stride": ("--stride", args.stride),
+        "fps": ("--fps", args.fps),
+        "last": ("--last", args.last),
+    }
 
 
-def _dense_only_flags(args: argparse.Namespace) -> list[tuple[str, object]]:
-    return [("--overwrite", args.overwrite or None)]
+def _pooled_config(args: argparse.Namespace, ray, common: dict):
+    from videozoo.jobs.features import FeatureConfig
+
+    if ray is not None and args.workers is not None:
+        raise ValueError("--workers: under --ray, decoding runs in Ray tasks over the cluster's CPUs (leave it out)")
+    only_dense = [*_dense_flags(args).values(), ("--overwrite", args.overwrite or None), ("--parquet", args.parquet)]
+    for flag, value in only_dense:
+        if value is not None:
+            raise ValueError(f"{flag}: only for dense features (add --dense, or use a --preset)")
+    return FeatureConfig(
+        backend=args.backend,
+        model=args.model or "slow_r50",
+        views=args.views,
+        format=args.format,
+        workers=2 if args.workers is None else args.workers,
+        stall_timeout=args.stall_timeout,
+        **common,
+    )
 
 
-def _cmd_dense_features(args: argparse.Namespace, ray=None) -> int:
-    from videozoo.jobs.dense import DEFAULT_LAST, DenseConfig, extract_dense, get_preset
+def _dense_config(args: argparse.Namespace, ray, common: dict):
+    from videozoo.jobs.dense import DEFAULT_LAST, DenseConfig, get_preset
 
     # Settings of the pooled-features job that dense features do not take: refused, not ignored.
     if str(args.views) != "1x1":
@@ -313,57 +320,22 @@ def _cmd_dense_features(args: argparse.Namespace, ray=None) -> int:
         raise ValueError(f"--workers: dense features decode each video once, in order, {where}")
     if args.backend == "onnxruntime":
         raise ValueError("--backend onnxruntime: dense features run the torch model (any clip length)")
-    values = {"clip_frames": args.clip_frames, "stride": args.stride, "fps": args.fps, "last": args.last}
-    model = args.model
-    lookahead, crop = 0, None
+    flags = _dense_flags(args)
     if args.preset is not None:
         preset = get_preset(args.preset)
-        for (flag, value), key in zip(_dense_flags(args), values, strict=True):
+        settings = preset.settings()
+        for key, (flag, value) in flags.items():
             if value is not None:
-                raise ValueError(
-                    f"{flag}: --preset {preset.name} sets it ({getattr(preset, key)}); leave one of them out"
-                )
-        if model is not None and model != preset.model:
-            raise ValueError(f"--model {model}: --preset {preset.name} is made with {preset.model}")
-        model = preset.model
-        values = {"clip_frames": preset.clip_frames, "stride": preset.stride, "fps": preset.fps, "last": preset.last}
-        lookahead, crop = preset.lookahead, preset.crop
+                raise ValueError(f"{flag}: --preset {preset.name} sets it ({settings[key]}); leave one of them out")
+        if args.model is not None and args.model != preset.model:
+            raise ValueError(f"--model {args.model}: --preset {preset.name} is made with {preset.model}")
     else:
-        needed = (
-            ("--clip-frames", "clip_frames", "frames per window"),
-            ("--stride", "stride", "frames between starts"),
-        )
-        for flag, key, what in needed:
-            if values[key] is None:
-                raise ValueError(f"--dense needs {flag} ({what}), or a --preset")
-    cfg = DenseConfig(
-        model=model or "slow_r50",
-        out=args.out,
-        clip_frames=values["clip_frames"],
-        stride=values["stride"],
-        fps=values["fps"],
-        last=values["last"] or DEFAULT_LAST,
-        lookahead=lookahead,
-        crop=crop,
-        preset=args.preset,
-        data=args.data,
-        videos=args.videos or None,
-        weights=args.weights,
-        precision=args.precision,
-        device=args.device,
-        batch_size=args.batch_size,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        wait=args.wait,
-    )
-    if ray is not None:
-        from videozoo.jobs import ray_run
-
-        summary = ray_run.extract_dense(cfg, ray)
-    else:
-        summary = extract_dense(cfg)
-    print(json.dumps(summary))
-    return 1 if summary["failed"] else 0
+        for key, what in (("clip_frames", "frames per window"), ("stride", "frames between starts")):
+            if flags[key][1] is None:
+                raise ValueError(f"--dense needs {flags[key][0]} ({what}), or a --preset")
+        settings = {key: value for key, (_, value) in flags.items()}
+        settings.update(model=args.model or "slow_r50", last=args.last or DEFAULT_LAST)
+    return DenseConfig(**settings, **common, preset=args.preset, overwrite=args.overwrite, parquet=bool(args.parquet))
 
 
 def _cmd_timeline(args: argparse.Namespace) -> int:
@@ -792,7 +764,14 @@ def build_parser() -> argparse.ArgumentParser:
     dense.add_argument(
         "--preset",
         default=None,
-        help="a published layout: video-features-i3d, actionformer-thumos-i3d, opentad-slowfast-r50",
+        help="a published layout: video-features-i3d, actionformer-thumos-i3d, opentad-slowfast-r50, videomaev2-tad",
+    )
+    dense.add_argument(
+        "--parquet",
+        action="store_const",
+        const=True,
+        default=None,
+        help="also write the run's features as one Parquet table, OUT/features.parquet (needs pyarrow)",
     )
     # The model comes from --preset where one is given (slow_r50 otherwise).
     p.set_defaults(func=_cmd_features, model=None)

@@ -18,7 +18,8 @@ class InputConfig:
 
     Frames are sampled `num_frames` apart by `sampling_rate` at `fps` (so one clip spans
     num_frames * sampling_rate / fps seconds), resized so the short side is `short_side` (or to the
-    fixed `resize` (H, W) for the torchvision recipe), cropped to `crop_size`, scaled to
+    fixed `resize` (H, W) for the torchvision recipe, whose resized values are rounded to integers
+    unless `resize_rounded` is False), cropped to `crop_size`, scaled to
     [0, value_scale] and normalised with `mean`/`std` (given in that scale).
     """
 
@@ -33,6 +34,8 @@ class InputConfig:
     value_scale: float = 1.0
     channel_order: str = "RGB"
     resize: tuple[int, int] | None = None
+    # torchvision resizes uint8 frames (values rounded); False keeps the float values of the resize.
+    resize_rounded: bool = True
     slow_alpha: int | None = None
     test_clips: int = 10
     test_crops: int = 3

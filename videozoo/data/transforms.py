@@ -13,8 +13,8 @@ clip into the views the model is evaluated (or trained) on:
   side (``"Nx3"``), scaled to ``[0, value_scale]`` and normalised, then packed into
   ``[slow, fast]`` for two-pathway models.
 * torchvision recipe (``InputConfig.resize`` set): every frame resized to the fixed ``resize``
-  ``(H, W)`` with the result rounded to integers as torchvision does for uint8 video, a centre
-  crop, then scaled and normalised.
+  ``(H, W)`` with the result rounded to integers as torchvision does for uint8 video (kept float
+  with ``resize_rounded=False``), a centre crop, then scaled and normalised.
 
 The reference applies normalisation before the resize; both are linear per channel and the
 bilinear weights sum to one, so resizing first gives the same values (to float32 rounding) while
@@ -489,7 +489,7 @@ class ClipTransform:
 
         self.crop_size = cfg.crop_size
         if cfg.resize is not None:
-            self.resize = Resize(cfg.resize, quantize=True)
+            self.resize = Resize(cfg.resize, quantize=cfg.resize_rounded)
         else:
             self.resize = ShortSideScale(cfg.short_side)
         style = "caffe2" if cfg.clip_spacing == "video-nonlocal-net" else "pyslowfast"

@@ -136,9 +136,16 @@ class Preset:
     note: str = ""
     lookahead: int = 0
     crop: int | None = None  # the centre crop, where the layout's differs from the model's evaluation crop
+    squash: bool = False  # frames resized to crop x crop whatever their aspect, nothing cut off
+    normalize: bool = True  # False: pixels scaled to [0, 1] only, without the model's mean and std
 
     def plan(self) -> DensePlan:
         return DensePlan(self.clip_frames, self.stride, self.fps, self.last, self.lookahead)
+
+    def settings(self) -> dict[str, Any]:
+        """The :class:`DenseConfig` fields this preset sets."""
+        keys = ("model", "clip_frames", "stride", "fps", "last", "lookahead", "crop", "squash", "normalize")
+        return {k: getattr(self, k) for k in keys}
 
 
 # One entry per published layout; an entry whose model is not in the registry is not offered.
@@ -188,6 +195,24 @@ PRESETS: tuple[Preset, ...] = (
         "head would average four overlapping windows instead); the source gives neither the crop nor what "
         "happens to the last partial window (padded here); not compared with OpenTAD's released files",
         crop=224,
+    ),
+    Preset(
+        "videomaev2-tad",
+        "videomaev2_b_k710",
+        16,
+        4,
+        None,
+        "drop",
+        "OpenTAD (sming256/OpenTAD), tools/prepare_data/thumos/README.md: the THUMOS14 videomaev2_g features, "
+        "VideoMAEv2-g-K710-16x4x1 with snippet_stride=4, clip_length=16, frame_interval=1, made by "
+        "OpenGVLab/VideoMAEv2's extract_tad_feature.py (docs/TAD.md): clips of 16 consecutive frames starting "
+        "at range(0, frames - 15, 4), pixels scaled to [0, 1] and squashed to 224x224 (bilinear, no crop, no "
+        "mean/std normalisation), forward_features (the fc_norm of the mean over all tokens)",
+        "ViT-B distilled from ViT-g on Kinetics-710 (vit_b_k710_dl_from_giant, the largest VideoMAE V2 in the "
+        "zoo, 768-d) in place of the ViT-g the released features used (1408-d): the same recipe, another "
+        "backbone. Whole windows only, as the source's range() gives them",
+        squash=True,
+        normalize=False,
     ),
 )
 
@@ -519,6 +544,8 @@ class DenseConfig:
     last: str = DEFAULT_LAST
     lookahead: int = 0  # set by presets (see DensePlan)
     crop: int | None = None  # set by presets: a centre crop other than the model's evaluation crop
+    squash: bool = False  # set by presets: frames resized to crop x crop (aspect not kept), not cropped
+    normalize: bool = True  # set by presets: False feeds pixels in [0, 1] without the model's mean and std
     preset: str | None = None
     data: str | None = None
     videos: list[str] | None = None
@@ -530,6 +557,7 @@ class DenseConfig:
     resume: bool = False  # what a run does anyway: finished videos of the same settings are kept
     overwrite: bool = False  # replace the results of a run with other settings in `out`
     wait: bool = False
+    parquet: bool = False  # also write the run's windows as one table, OUT/features.parquet
 
     @property
     def plan(self) -> DensePlan:
@@ -537,18 +565,33 @@ class DenseConfig:
 
 
 def build_engine(cfg: DenseConfig) -> Engine:
-    """The engine of the run: the model's own, or with the centre crop ``cfg.crop``."""
+    """The engine of the run: the model's own transform, or the preset's (``cfg.crop``, ``cfg.squash``,
+    ``cfg.normalize``)."""
     options: dict[str, Any] = {"device": cfg.device, "precision": cfg.precision, "batch_size": cfg.batch_size}
-    if cfg.crop is None:
+    if cfg.crop is None and not cfg.squash and cfg.normalize:
         return Engine.build(cfg.model, weights=cfg.weights, **options)
     from videozoo.models.factory import create_model
 
     model = create_model(cfg.model, weights=cfg.weights)
     inp = model.input_config or get_spec(cfg.model).input
-    if not 0 < cfg.crop <= inp.short_side:
-        raise ValueError(f"crop {cfg.crop}: must be between 1 and the short side {inp.short_side} of {cfg.model}")
-    model.input_config = replace(inp, crop_size=cfg.crop)
+    model.input_config = preset_input(inp, cfg)
     return Engine(model, inplace=True, **options)
+
+
+def preset_input(inp: InputConfig, cfg: DenseConfig) -> InputConfig:
+    """The model's input config with a preset's changes: another centre crop; frames squashed to the
+    crop (every frame resized to crop x crop, unrounded, so the crop takes it whole); pixels in [0, 1]."""
+    crop = cfg.crop or inp.crop_size
+    if not cfg.squash and not 0 < crop <= inp.short_side:
+        raise ValueError(f"crop {crop}: must be between 1 and the short side {inp.short_side} of {cfg.model}")
+    if cfg.squash and crop < 1:
+        raise ValueError(f"crop {crop}: must be at least 1")
+    changes: dict[str, Any] = {"crop_size": crop}
+    if cfg.squash:
+        changes.update(resize=(crop, crop), resize_rounded=False)
+    if not cfg.normalize:
+        changes.update(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), value_scale=1.0, channel_order="RGB")
+    return replace(inp, **changes)
 
 
 def output_names(items: list[VideoItem]) -> list[str]:
@@ -594,6 +637,8 @@ def check_config(cfg: DenseConfig) -> tuple[DensePlan, list[VideoItem], list[str
             "--resume with random weights (--weights none): each run draws other weights, so the "
             "features would not belong together; save the model (videozoo.save_model) and pass the file"
         )
+    if cfg.parquet:
+        check_parquet()
     if cfg.data:
         items = load_video_list(cfg.data).items
     else:
@@ -616,7 +661,7 @@ def _run(
                 continue
             windows += write_video(run, index, i, result, None)
             computed += 1
-    return run.summary(computed, windows)
+    return run.finish(computed, windows)
 
 
 def error_text(path: str, e: BaseException) -> str:
@@ -638,10 +683,18 @@ class DenseRun:
     todo: list[int]  # positions in ``items``
     crop: int
     precision: str
+    dim: int = 0  # the model's feature width (the table's vector width where no video is finished)
 
     @property
     def index_path(self) -> Path:
         return self.out / "index.jsonl"
+
+    def finish(self, computed: int, windows: int) -> dict[str, Any]:
+        """The run's summary, once every video is written; the Parquet table first where asked."""
+        summary = self.summary(computed, windows)
+        if self.cfg.parquet:
+            summary["table"] = str(write_table(self))
+        return summary
 
     def summary(self, computed: int, windows: int) -> dict[str, Any]:
         latest = {r["name"]: r for r in read_records(self.index_path) if r.get("name")}
@@ -678,6 +731,8 @@ def open_run(
         data_sha="not part of the identity: one output per video",
         dense=asdict(plan),
         crop=engine.input.crop_size,
+        squash=cfg.squash,
+        normalize=cfg.normalize,
         preset=cfg.preset,
         precision=precision,
     )
@@ -719,7 +774,8 @@ def open_run(
         if not r.get("error") and (out / f"{name}.npy").exists() and (out / f"{name}.json").exists()
     }
     todo = [i for i in range(len(items)) if names[i] not in done]
-    return DenseRun(cfg, plan, out, ident, items, names, todo, engine.input.crop_size, precision)
+    dim = int(getattr(engine.model, "num_features", 0))
+    return DenseRun(cfg, plan, out, ident, items, names, todo, engine.input.crop_size, precision, dim)
 
 
 def write_video(run: DenseRun, index: RecordWriter, i: int, result: DenseResult | None, error: str | None) -> int:
@@ -746,6 +802,8 @@ def write_video(run: DenseRun, index: RecordWriter, i: int, result: DenseResult 
         "last": plan.last,
         "lookahead": plan.lookahead,
         "crop": run.crop,
+        "squash": cfg.squash,
+        "normalize": cfg.normalize,
         "frames": result.frames,
         "dim": int(result.features.shape[1]),
         "precision": run.precision,
@@ -786,3 +844,76 @@ def _save_npy(path: Path, feats: np.ndarray) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# -- the run as one table --------------------------------------------------------------------------
+
+TABLE = "features.parquet"
+
+
+def check_parquet() -> None:
+    """Refuse --parquet, before anything runs, where pyarrow is not installed."""
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise ValueError("--parquet: needs pyarrow, which is not installed (pip install 'videozoo[parquet]')") from None
+
+
+def write_table(run: DenseRun) -> Path:
+    """OUT/features.parquet: one row per window of every video of the run that has its features
+    (computed now or before), in the run's order: ``video``, ``name``, ``window`` (its index in the
+    video), ``start_frame``, ``end_frame``, ``start``, ``end`` (as in the sidecar) and ``vector``
+    (float32, fixed size D). The run's identity is the schema's ``videozoo`` metadata (JSON). Read
+    from the per-video files one video at a time, written to a temporary file, then renamed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = run.out
+    latest = {r["name"]: r for r in read_records(run.index_path) if r.get("name")}
+    finished = [
+        (item.path, name)
+        for item, name in zip(run.items, run.names, strict=True)
+        if name in latest and not latest[name].get("error") and (out / f"{name}.npy").exists()
+    ]
+    dim = run.dim
+    if finished:
+        dim = int(np.load(out / f"{finished[0][1]}.npy", mmap_mode="r").shape[1])
+    schema = pa.schema(
+        [
+            ("video", pa.string()),
+            ("name", pa.string()),
+            ("window", pa.int32()),
+            ("start_frame", pa.int64()),
+            ("end_frame", pa.int64()),
+            ("start", pa.float64()),
+            ("end", pa.float64()),
+            ("vector", pa.list_(pa.float32(), dim)),
+        ],
+        metadata={"videozoo": json.dumps(run.ident)},
+    )
+    path = out / TABLE
+    tmp = out / f".features.tmp{os.getpid()}.parquet"
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for video, name in finished:
+                feats = np.load(out / f"{name}.npy")  # (windows, D) float32
+                windows = json.loads((out / f"{name}.json").read_text())["windows"]
+                if feats.shape != (len(windows), dim):
+                    raise RunError(
+                        f"{out / (name + '.npy')}: holds {feats.shape[0]}x{feats.shape[1]} features where its "
+                        f"sidecar lists {len(windows)} windows of {dim}; run again with --overwrite"
+                    )
+                columns = {
+                    "video": [video] * len(windows),
+                    "name": [name] * len(windows),
+                    "window": np.arange(len(windows), dtype=np.int32),
+                    **{key: [w[key] for w in windows] for key in ("start_frame", "end_frame", "start", "end")},
+                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(feats.reshape(-1), pa.float32()), dim),
+                }
+                writer.write_table(pa.table(columns, schema=schema))
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RunError(f"{path}: cannot write the table ({e.strerror or e}); the per-video files are kept") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -376,7 +376,7 @@ def extract_dense(cfg: dense.DenseConfig, options: RayOptions) -> dict[str, Any]
                 result = dense.dense_result(plan, info, rows, records, dim)
                 windows += dense.write_video(run, index, i, result, None)
                 computed += 1
-        return run.summary(computed, windows)
+        return run.finish(computed, windows)
 
 
 def _registry_build(

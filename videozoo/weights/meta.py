@@ -198,6 +198,9 @@ def _coerce(value: Any, hint: Any) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
     else:
         raise TypeError(f"no reader for {hint!r}")
     raise TypeError(value)
