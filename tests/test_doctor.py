@@ -156,13 +156,18 @@ def test_a_hung_decoder_is_reported_within_its_limit(monkeypatch, release):
 
     monkeypatch.setattr(doctor, "_decode", decode)
     limit = 1.5
+    # Only the stuck step runs under the short limit: on a loaded machine the healthy steps can need more.
+    real_step = doctor.run_step
+    monkeypatch.setattr(
+        doctor, "run_step", lambda name, fn, lim: real_step(name, fn, lim if name == "decode in-process" else 120)
+    )
     t0 = time.monotonic()
     checks = {c.name: c for c in doctor.self_test(limit)}
     assert checks["decode in-process"].status == "hung"
     assert checks["decode in-process"].seconds < limit + 1
     assert "no result within 1.5 s" in checks["decode in-process"].detail
     assert checks["decode in a worker process"].status == "ok" and checks["run motion_tiny"].status == "ok"
-    assert time.monotonic() - t0 < limit + 20
+    assert time.monotonic() - t0 < 180  # the stuck step was abandoned, not waited for
 
 
 def test_the_command_reports_a_hang_and_exits_within_its_limit(tmp_path):
