@@ -99,12 +99,11 @@ def test_repository_licence_and_notice():
 
 
 def test_built_wheel_holds_licence_notice_and_the_shipped_files(tmp_path):
-    try:
-        import setuptools
-    except ImportError:
-        pytest.skip("setuptools is not installed")
-    if int(setuptools.__version__.split(".")[0]) < 77:
-        pytest.skip(f"setuptools {setuptools.__version__} predates license-files (77)")
+    import setuptools  # the test extra's (>= 77: license-files)
+
+    assert int(setuptools.__version__.split(".")[0]) >= 77, (
+        f"setuptools {setuptools.__version__}: pip install -e '.[test]'"
+    )
     # Built from a copy, so that the build leaves nothing in the repository.
     src = tmp_path / "src"
     src.mkdir()
