@@ -131,6 +131,16 @@ def test_a_damaged_cached_file_fails_the_cache_check(capsys, home):
     assert status["mine.pth"] == "no registry source" and status[source.filename].startswith("damaged")
 
 
+def test_damaged_packaged_weights_fail_naming_the_file(capsys, monkeypatch):
+    def damaged(source):
+        raise doctor.hub.IntegrityError(f"{source.url}: sha256 0000 does not match the published one (corrupted file)")
+
+    monkeypatch.setattr(doctor.hub, "packaged_path", damaged)
+    code, r, err = _run(capsys, "--no-self-test")
+    assert code == 1 and r["failed"] == ["packaged weights motion_tiny.safetensors"]
+    assert "packaged weights motion_tiny.safetensors failed: package://" in err and "corrupted file" in err
+
+
 def test_a_runtime_that_is_installed_but_does_not_load_fails(capsys, monkeypatch):
     real = doctor._installed
     monkeypatch.setattr(doctor, "_installed", lambda dist: "9.9" if dist == "torchcodec" else real(dist))

@@ -181,6 +181,7 @@ def test_seed_card_figures():
     assert round(model_gflops("r3d_18"), 2) == 40.70
 
 
+@pytest.mark.xdist_group("model_table")
 def test_models_cli_json(capsys):
     from videozoo.cli import main
 
@@ -201,6 +202,7 @@ def test_hubconf_loads_like_the_seed_cards():
     assert isinstance(model, videozoo.models.VideoClassifier) and model.num_classes == 400
 
 
+@pytest.mark.xdist_group("model_table")
 def test_docs_tables_are_generated_from_the_registry(monkeypatch, capsys):
     import importlib.util
     from pathlib import Path
@@ -212,3 +214,28 @@ def test_docs_tables_are_generated_from_the_registry(monkeypatch, capsys):
     module_spec.loader.exec_module(update_docs)
     monkeypatch.setattr("sys.argv", [str(script), "--check"])
     assert update_docs.main() == 0, capsys.readouterr().out
+
+
+def _weight_sources():
+    return [(name, key, src) for name in videozoo.list_models() for key, src in get_spec(name).weights.items()]
+
+
+# The table's figures are computed once per process (every model built): the tests that read
+# them share one pytest-xdist worker.
+@pytest.mark.xdist_group("model_table")
+def test_models_table_shows_each_licence(capsys):
+    from videozoo.cli import main
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "weights licence" in out
+    for name, _, source in _weight_sources():
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert source.license.split(" <")[0] in line  # the SPDX id, or the name of the terms
+    assert main(["models", "--markdown"]) == 0
+    md = capsys.readouterr().out
+    assert "[CC-BY-NC-4.0](https://spdx.org/licenses/CC-BY-NC-4.0.html)" in md
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}
+    for name, key, source in _weight_sources():
+        assert rows[name]["weights_license"][key] == source.license
