@@ -89,6 +89,11 @@ def test_timeline_over_labels_scores_windows_as_classify_does(small, video, monk
     with torch.no_grad():
         logits = run.engine.model(seen[0][:1].float(), texts=[f"a video of {label}." for label in LABELS])
     assert first.scores == pytest.approx(logits.softmax(-1)[0].numpy(), abs=1e-5)
+    # A model given with its label set is taken as a classifier over those labels.
+    labelled = videozoo.create_model("xclip_small", weights=small).set_labels(LABELS, template="a video of {}.")
+    again = videozoo.timeline(video, model=labelled, precision="fp32", top_k=3)
+    assert again.class_names == LABELS
+    assert again.windows[0].scores == pytest.approx(result.windows[0].scores, abs=1e-5)
     segments_json = result.to_json()["segments"]
     assert segments_json[0]["start"] == 0 and "none_threshold" not in result.to_json()
 

@@ -66,6 +66,8 @@ def check_labels_for(model: str | VideoClassifier, labels: object | None) -> boo
     """Whether `model` takes `labels` (a video-text model needs them, a classifier refuses them)."""
     zero_shot = is_zero_shot(model)
     name = model if isinstance(model, str) else getattr(model, "model_name", type(model).__name__)
+    if zero_shot and labels is None and getattr(model, "labels", None):
+        return False  # a model given with its label set (set_labels): a classifier over those labels
     if zero_shot and labels is None:
         raise ValueError(
             f"{name}: a video-text model scores labels written at run time: give them with --labels a,b,c "

@@ -343,5 +343,7 @@ def search(
             raise ValueError(f"{index}: embedded with {meta['model']}, not {getattr(model, 'model_name', model)}")
         q = embed_texts(model, [meta["template"].format(query)])[0]
     scores = vectors @ q.astype(np.float32)  # (N,): cosine similarities (both sides unit vectors)
-    order = np.argsort(-scores, kind="stable")[:top]
+    # The top rows without sorting them all: a partition, then those sorted (ties by row).
+    part = np.argpartition(-scores, top - 1)[:top] if top < len(scores) else np.arange(len(scores))
+    order = part[np.lexsort((part, -scores[part]))]
     return [{**meta["rows"][i], "row": int(i), "score": round(float(scores[i]), 6)} for i in order]
