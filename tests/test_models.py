@@ -35,7 +35,7 @@ TRANSFORMER_MODELS = {
     "vivit_b_k400",
     *(f"videomae_{size}_k400" for size in "sblh"),
     *(f"videomaev2_{size}_{head}" for size in "sb" for head in ("k400", "k710")),
-    *(f"vjepa2_{size}_{data}" for size in "lg" for data in ("ssv2", "diving48")),
+    *(f"vjepa2_{size}_{data}" for size in "lg" for data in ("ssv2", "diving48", "encoder")),
 }
 # Video-text models: classes are text labels given at run time, not a classifier layer (their entries
 # are checked in tests/test_xclip.py; the classifier checks below do not apply to them).

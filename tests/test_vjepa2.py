@@ -412,3 +412,80 @@ def test_cli_tokens_flag(tmp_path, capsys):
     out = str(tmp_path / "o")
     assert main(["features", "v.mp4", "--model", "vjepa2_l_ssv2", "--out", out, "--tokens", "--dense"]) != 0
     assert "--tokens: pooled-feature runs only; --dense" in capsys.readouterr().err
+
+
+# -- the encoder alone (VJEPA2Model's files): a feature extractor ------------------------------------
+
+ENCODER_ARCH = {k: v for k, v in ARCH.items() if k != "pooler_depth"}
+
+
+def encoder_spec():
+    spec = get_spec("vjepa2_l_encoder")
+    inp = dataclasses.replace(spec.input, num_frames=6, crop_size=64, short_side=64, train_crop_size=64)
+    return spec.replace(arch={**spec.arch, **ENCODER_ARCH}, input=inp)
+
+
+def encoder_dir(folder, **config):
+    """VJEPA2Model's own layout: `encoder.*` and `predictor.*`, no probe, no classes."""
+    state = {k.removeprefix("vjepa2."): v for k, v in reference_state().items() if k.startswith("vjepa2.")}
+    cfg = {k: v for k, v in CONFIG.items() if k != "num_labels"}
+    return write_dir(folder, {**cfg, "architectures": ["VJEPA2Model"], **config}, state)
+
+
+def test_encoder_entries():
+    for name, crop in (("vjepa2_l_encoder", 256), ("vjepa2_g_encoder", 384)):
+        spec = get_spec(name)
+        assert spec.num_classes == 0 and not spec.cls.has_classifier and spec.input.crop_size == crop
+        assert spec.weights[spec.default_weights].url.endswith(f"-fpc64-{crop}/resolve/main/model.safetensors")
+    model = videozoo.create_model("vjepa2_l_encoder")
+    assert model.class_names is None and model.num_classes == 0 and model.num_features == 1024
+
+
+def test_encoder_directory_gives_the_reference_tokens(tmp_path):
+    encoder = model_from_checkpoint(encoder_spec(), read_checkpoint(encoder_dir(tmp_path / "e")))
+    x = reference_input()
+    with torch.inference_mode():
+        tokens, feats = encoder.forward_tokens(x), encoder.forward_features(x)
+    _within(tokens[0], REFERENCE["tokens_float64"])
+    torch.testing.assert_close(feats, tokens.mean(1))
+    assert encoder.class_names is None
+    # The classifier's encoder is the same network: the same tokens.
+    classifier = load(write_dir(tmp_path / "c"))
+    with torch.inference_mode():
+        torch.testing.assert_close(classifier.forward_tokens(x), tokens, rtol=0, atol=0)
+    # No classes: predicting is refused with what to do instead, and so is a classifier for training.
+    with pytest.raises(ValueError, match="has no classifier: it gives features"):
+        encoder.scores(x)
+    with pytest.raises(ValueError, match="has no classifier to give 5 outputs"):
+        videozoo.create_model("vjepa2_l_encoder", weights=str(tmp_path / "e"), num_classes=5)
+
+
+def test_encoder_directory_errors(tmp_path):
+    spec = encoder_spec()
+    # A classifier's directory holds a probe and a classifier the encoder has no place for.
+    with pytest.raises(CheckpointError, match=r"unexpected keys(.|\n)*pooler.query_tokens") as e:
+        model_from_checkpoint(spec, read_checkpoint(write_dir(tmp_path / "c")))
+    assert "classifier.weight" in str(e.value) or "head.weight" in str(e.value)
+    with pytest.raises(CheckpointError, match="hidden_size is 96"):
+        model_from_checkpoint(spec, read_checkpoint(encoder_dir(tmp_path / "w", hidden_size=96)))
+    # The probe depth every VJEPA2Config carries is not the encoder's to check.
+    model_from_checkpoint(spec, read_checkpoint(encoder_dir(tmp_path / "p", num_pooler_layers=7)))
+
+
+def test_encoder_features_job_pooled_and_tokens(tmp_path):
+    import numpy as np
+
+    from videogen import make_video
+    from videozoo.jobs.features import FeatureConfig, extract_features
+
+    video = str(make_video(tmp_path / "v.mp4", num_frames=40, width=80, height=64, pattern="noise"))
+    encoder = model_from_checkpoint(encoder_spec(), read_checkpoint(encoder_dir(tmp_path / "e")))
+    encoder.input_config = encoder_spec().input
+    weights = str(save_model(encoder, tmp_path / "encoder.safetensors"))
+    common = {"model": "vjepa2_l_encoder", "videos": [video], "weights": weights, "workers": 0, "precision": "fp32"}
+    assert extract_features(FeatureConfig(out=str(tmp_path / "f"), **common))["dim"] == 64
+    summary = extract_features(FeatureConfig(out=str(tmp_path / "t"), tokens=True, **common))
+    assert summary["tokens"] == 48 and summary["dim"] == 64
+    pooled = np.load(tmp_path / "f" / "clip_features.npy")
+    tokens = np.load(tmp_path / "t" / "clip_features.npy")
+    np.testing.assert_allclose(pooled, tokens.mean(1), rtol=1e-5, atol=1e-5)

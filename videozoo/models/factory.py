@@ -167,7 +167,8 @@ def _labelless_from_checkpoint(
     against the publisher's config where one comes with them, and no class names."""
     if num_classes:
         raise ValueError(
-            f"{spec.name}: its classes are text labels; it has no classifier to give {num_classes} outputs"
+            f"{spec.name}: has no classifier to give {num_classes} outputs (a video-text model's classes are "
+            "text labels; an encoder gives features)"
         )
     meta = ckpt.meta
     recorded = dict(meta.arch) if meta is not None else {}

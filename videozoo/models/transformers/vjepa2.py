@@ -11,7 +11,8 @@ blocks over the tokens (separate q/k/v/out projections, MLP at 4x width whatever
 ratio), then one learned query token cross-attends to the LayerNorm'd tokens (query and key/value
 projections, no output projection; the residual is the query token), an MLP block follows, and a
 linear layer reads the pooled vector. Those pooled vectors are the model's features; the encoder's
-tokens are `forward_tokens`.
+tokens are `forward_tokens`. The encoder alone (`VJEPA2Encoder`, the pre-trained files without a
+probe) is a feature extractor: its features are the mean of its tokens.
 
 The published files (facebook/vjepa2-*) are transformers directories (transformers 4.53):
 `config.json` with `model.safetensors`, keys `vjepa2.encoder.layer.N.attention.{query,key,value,
@@ -79,15 +80,19 @@ class AttentivePooler(nn.Module):
         return self.cross(self.query_tokens.repeat(tokens.shape[0], 1, 1), tokens)
 
 
-class VJEPA2(VideoClassifier):
-    classifier_name = "head"
+class VJEPA2Encoder(VideoClassifier):
+    """The encoder alone, as the pre-trained files hold it (facebook/vjepa2-vit*-fpc64-*): a feature
+    extractor with no classes. Its features are the mean of its tokens; `forward_tokens` gives them
+    all. The classifier (`VJEPA2`) is this encoder with the attentive probe on top."""
+
+    has_classifier = False
     # Any number of frames runs (rotary positions), but only the crop size the positions index.
     fixed_input_size = True
 
     def __init__(
         self,
         *,
-        num_classes: int = 174,
+        num_classes: int = 0,
         num_frames: int = 16,
         crop_size: int = 256,
         patch_size: int = 16,
@@ -98,11 +103,14 @@ class VJEPA2(VideoClassifier):
         mlp_ratio: float = 4.0,
         act: str = "gelu",
         norm_eps: float = 1e-6,
-        pooler_depth: int = 3,
-        dropout: float = 0.0,
         drop_path: float = 0.0,
     ) -> None:
         super().__init__()
+        if num_classes and type(self) is VJEPA2Encoder:
+            raise ValueError(
+                f"the V-JEPA 2 encoder has no classifier for {num_classes} classes: "
+                "fine-tune one of the vjepa2_*_ssv2 / vjepa2_*_diving48 entries (encoder and attentive probe)"
+            )
         self.num_frames, self.crop_size, self.num_heads = num_frames, crop_size, num_heads
         self.patch_embed = PatchEmbed3d(3, dim, (tubelet, patch_size, patch_size))
         self.blocks = nn.ModuleList(
@@ -118,14 +126,12 @@ class VJEPA2(VideoClassifier):
             for i in range(depth)
         )
         self.norm = nn.LayerNorm(dim, eps=norm_eps)
-        self.pooler = AttentivePooler(dim, num_heads, depth=pooler_depth, act=act, norm_eps=norm_eps)
-        self.head_dropout = nn.Dropout(dropout) if dropout > 0 else None
-        self.head = nn.Linear(dim, num_classes)
-        self._init_weights()
+        if type(self) is VJEPA2Encoder:  # the classifier initialises once its probe is built
+            self._init_weights()
 
     def _init_weights(self) -> None:
-        """The references' fresh initialisation: truncated normal (std 0.02) linears, convolution and
-        query token, zero biases, LayerNorms at identity."""
+        """The references' fresh initialisation: truncated normal (std 0.02) linears and convolution,
+        zero biases, LayerNorms at identity."""
         if any(p.is_meta for p in self.parameters()):
             return
         for m in self.modules():
@@ -136,7 +142,6 @@ class VJEPA2(VideoClassifier):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.trunc_normal_(self.pooler.query_tokens, std=0.02)
 
     def _check_clip(self, x: Tensor) -> None:
         tubelet = self.patch_embed.tubelet[0]
@@ -161,17 +166,116 @@ class VJEPA2(VideoClassifier):
             tokens = block(tokens, rope=rope)
         return self.norm(tokens)
 
+    # -- the encoder as a feature extractor: no classes --------------------------------------------
     def forward_positions(self, x: Tensor) -> Tensor:
-        return self.pooler(self.forward_tokens(x))  # (B, 1, D): the query token after the probe
+        return self.forward_tokens(x).mean(dim=1, keepdim=True)  # (B, 1, D): the mean token
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The features (B, D): an encoder has no logits."""
+        return self.forward_features(x)
+
+    def get_classifier(self) -> nn.Linear:
+        raise ValueError(
+            f"{self.model_name or 'the V-JEPA 2 encoder'} has no classifier: it gives features "
+            "(videozoo features, with --tokens for every token); the vjepa2_*_ssv2 / *_diving48 entries classify"
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return 0
+
+    @property
+    def num_features(self) -> int:
+        return self.norm.normalized_shape[0]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.get_classifier()
 
     # -- the published files ---------------------------------------------------------------------
     @classmethod
     def convert_checkpoint(cls, fmt: str, state: dict[str, Tensor], *, source: str) -> dict[str, Tensor]:
+        # A VJEPA2Model file names its parts `encoder.*` and `predictor.*`; the classifier's file
+        # holds the same under `vjepa2.`.
+        if any(k.startswith(_ENCODER_ONLY) for k in state):
+            state = {f"vjepa2.{k}" if k.startswith(_ENCODER_ONLY) else k: v for k, v in state.items()}
         if any(k.startswith("vjepa2.") for k in state):
             return _from_transformers(state)
         if fmt == "transformers":
-            raise CheckpointError(f"{source}: a transformers directory without any vjepa2.* weights")
+            raise CheckpointError(f"{source}: a transformers directory without any V-JEPA 2 encoder weights")
         return super().convert_checkpoint(fmt, state, source=source)
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], arch: dict[str, Any], *, source: str) -> None:
+        # An encoder has no probe: the probe's depth (every VJEPA2Config carries one) is not its own.
+        fields = {k: f for k, f in _HF_FIELDS.items() if k != "num_pooler_layers"}
+        check_hf_config(
+            config,
+            arch,
+            source=source,
+            model_type="vjepa2",
+            fields=fields,
+            training_only=_HF_TRAINING_ONLY | {"num_pooler_layers"},
+            fixed={"in_chans": 3, "qkv_bias": True},
+        )
+
+
+class VJEPA2(VJEPA2Encoder):
+    """The encoder with an attentive probe and a linear classifier (the published SSv2 and
+    Diving48 classifiers); its features are the probe's pooled vector."""
+
+    has_classifier = True
+    classifier_name = "head"
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 174,
+        num_frames: int = 16,
+        crop_size: int = 256,
+        patch_size: int = 16,
+        tubelet: int = 2,
+        dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        act: str = "gelu",
+        norm_eps: float = 1e-6,
+        pooler_depth: int = 3,
+        dropout: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__(
+            num_frames=num_frames,
+            crop_size=crop_size,
+            patch_size=patch_size,
+            tubelet=tubelet,
+            dim=dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            act=act,
+            norm_eps=norm_eps,
+            drop_path=drop_path,
+        )
+        self.pooler = AttentivePooler(dim, num_heads, depth=pooler_depth, act=act, norm_eps=norm_eps)
+        self.head_dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.head = nn.Linear(dim, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        super()._init_weights()
+        if not self.pooler.query_tokens.is_meta:
+            nn.init.trunc_normal_(self.pooler.query_tokens, std=0.02)
+
+    def forward_positions(self, x: Tensor) -> Tensor:
+        return self.pooler(self.forward_tokens(x))  # (B, 1, D): the query token after the probe
+
+    # The classifier's own: what VideoClassifier defines, not the encoder's feature-only answers.
+    forward = VideoClassifier.forward
+    get_classifier = VideoClassifier.get_classifier
+    num_classes = VideoClassifier.num_classes
+    num_features = VideoClassifier.num_features
+    reset_classifier = VideoClassifier.reset_classifier
 
     @classmethod
     def check_config(cls, config: dict[str, Any], arch: dict[str, Any], *, source: str) -> None:
@@ -220,6 +324,7 @@ _HF_TRAINING_ONLY = frozenset(
 )
 
 _PREDICTOR = "vjepa2.predictor."
+_ENCODER_ONLY = ("encoder.", "predictor.")  # VJEPA2Model's own file: no `vjepa2.` prefix
 _ENCODER_LAYER = "vjepa2.encoder.layer."
 _LAYER = {
     "norm1": "norm1",
@@ -356,6 +461,53 @@ for _size, _data, _repo, _crop, _frames, _step, _clips, _top1 in _PROBES:
             ),
             description=f"V-JEPA 2 {_WIDTH_NAME[_size]} at {_crop} with its attentive probe, "
             f"{_frames} frames at stride {_step}, {_DATASET_NAME[_data]}",
+            paper=_PAPER,
+        )
+    )
+
+# The pre-trained encoders alone (no probe, no classes): feature extractors. Their clip is the one
+# the same encoder's SSv2 probe is evaluated with; any number of frames (a multiple of 2) runs.
+_ENCODERS = (("l", "vjepa2-vitl-fpc64-256", 256, 16, 4), ("g", "vjepa2-vitg-fpc64-384", 384, 64, 2))
+for _size, _repo, _crop, _frames, _step in _ENCODERS:
+    register(
+        ModelSpec(
+            name=f"vjepa2_{_size}_encoder",
+            family="vjepa2",
+            cls=VJEPA2Encoder,
+            arch={**_SIZES[_size], "crop_size": _crop, "num_frames": _frames},
+            input=InputConfig(
+                num_frames=_frames,
+                sampling_rate=_step,
+                fps=30,
+                short_side=_crop,
+                crop_size=_crop,
+                train_crop_size=_crop,
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+                test_clips=1,
+                test_crops=1,
+            ),
+            weights={
+                "videomix22m": WeightSource(
+                    url=f"https://huggingface.co/facebook/{_repo}/resolve/main/model.safetensors",
+                    format="transformers",
+                    num_classes=0,
+                    dataset="videomix22m",
+                    cache_name=f"{_repo}.safetensors",
+                )
+            },
+            default_weights="videomix22m",
+            num_classes=0,
+            metrics=Metrics(
+                top1=None,
+                top5=None,
+                gflops=None,
+                params_m=None,
+                views="1x1",
+                source="facebookresearch/vjepa2 README (V-JEPA 2 pretrained checkpoints)",
+            ),
+            description=f"V-JEPA 2 {_WIDTH_NAME[_size]} encoder at {_crop}, self-supervised on VideoMix22M: "
+            "features (mean token, or every token), no classes",
             paper=_PAPER,
         )
     )
