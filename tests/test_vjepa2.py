@@ -176,6 +176,11 @@ BAD = [
         ["blocks.1.mlp.fc1.weight", "vjepa2.encoder.layer.1.mlp.dense1.weight"],
     ),
     (
+        "key-outside-attention",
+        _rename("vjepa2.encoder.layer.0.attention.key.weight", "vjepa2.encoder.layer.0.key.weight"),
+        ["blocks.0.attn.qkv.weight", "vjepa2.encoder.layer.0.key.weight"],
+    ),
+    (
         "bad-id2label",
         _config(id2label={"0": "a", "1": "b"}, num_labels=7),
         ["config.json", "id2label names 2 classes"],

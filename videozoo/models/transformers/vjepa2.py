@@ -375,9 +375,8 @@ def _from_transformers(state: dict[str, Tensor]) -> dict[str, Tensor]:
             out[_TOP[key]] = value
         elif key.startswith(_ENCODER_LAYER):
             index, _, part = module[len(_ENCODER_LAYER) :].partition(".")
-            proj = part.removeprefix("attention.")
-            if index.isdigit() and proj in ("query", "key", "value"):
-                qkv.setdefault((index, kind), {})[proj] = (key, value)
+            if index.isdigit() and part in ("attention.query", "attention.key", "attention.value"):
+                qkv.setdefault((index, kind), {})[part.removeprefix("attention.")] = (key, value)
             elif index.isdigit() and part in _LAYER:
                 out[f"blocks.{index}.{_LAYER[part]}.{kind}"] = value
             else:
