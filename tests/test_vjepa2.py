@@ -494,3 +494,13 @@ def test_encoder_features_job_pooled_and_tokens(tmp_path):
     pooled = np.load(tmp_path / "f" / "clip_features.npy")
     tokens = np.load(tmp_path / "t" / "clip_features.npy")
     np.testing.assert_allclose(pooled, tokens.mean(1), rtol=1e-5, atol=1e-5)
+
+
+def test_tokens_are_not_written_over_ray(tmp_path):
+    from videozoo.jobs import ray_run
+    from videozoo.jobs.features import FeatureConfig
+
+    cfg = FeatureConfig(model="vjepa2_l_ssv2", out=str(tmp_path / "o"), videos=["v.mp4"], tokens=True)
+    with pytest.raises(ValueError, match="single-process runs"):
+        ray_run.extract_features(cfg, ray_run.RayOptions())
+    assert not (tmp_path / "o").exists()
