@@ -19,7 +19,8 @@ def table() -> str:
         format_table(model_rows(), markdown=True)
         + "\n\nGFLOPs: multiply-adds (one multiply-add = one FLOP, the published tables' convention) of the "
         "convolutions and matrix products of one view at the eval crop, computed from the built model; "
-        "`pub. GFLOPs`, top-1 and top-5 (Kinetics-400, with the listed test views) as published with the weights. "
+        "`pub. GFLOPs`, top-1 and top-5 (Kinetics-400 unless another dataset is named, with the listed test views) "
+        "as published with the weights. "
         "`weights licence`: the terms each publisher gives the weights under, from its own page (an SPDX id, "
         "linked to its text, or the terms' name linked to the publisher's page); docs/licences.md says more. "
         "Where the computed and published GFLOPs differ:\n\n" + notes

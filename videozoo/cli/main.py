@@ -253,6 +253,9 @@ def _cmd_features(args: argparse.Namespace) -> int:
     ray = _ray_options(args)
     if ray is not None and args.stall_timeout is not None:
         raise ValueError("--stall-timeout: under --ray, Ray runs and retries the decoding tasks (leave it out)")
+    if args.tokens and (args.dense or args.preset is not None or ray is not None):
+        flag = "--dense" if args.dense else "--preset" if args.preset is not None else "--ray"
+        raise ValueError(f"--tokens: pooled-feature runs only; {flag} writes one vector per window or clip")
     is_dense = args.dense or args.preset is not None
     # What both jobs take, then each job's own settings; one dispatch for both, with or without Ray.
     common = {
@@ -303,6 +306,7 @@ def _pooled_config(args: argparse.Namespace, ray, common: dict):
         format=args.format,
         workers=2 if args.workers is None else args.workers,
         stall_timeout=args.stall_timeout,
+        tokens=args.tokens,
         **common,
     )
 
@@ -739,6 +743,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views (dense: windows) per forward pass")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
+    p.add_argument(
+        "--tokens",
+        action="store_true",
+        help="the encoder's tokens (N x D per clip) instead of the pooled features (V-JEPA 2 models)",
+    )
     _add_stall_arg(p)
     _add_ray_args(p)
     dense = p.add_argument_group("dense features (docs/features.md)")

@@ -44,7 +44,7 @@ from videozoo.models.base import VideoClassifier
 from videozoo.models.flops import view_input
 from videozoo.models.registry import get_spec
 
-OUTPUTS = ("scores", "features", "logits")
+OUTPUTS = ("scores", "features", "logits", "tokens")  # tokens: (V, N, D), of models that have them
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -293,6 +293,11 @@ class Engine:
     def _check_output(self, output: str) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"unknown engine output {output!r}; choose from {', '.join(OUTPUTS)}")
+        if output == "tokens" and not (self.runner.backend == "torch" and hasattr(self.model, "forward_tokens")):
+            raise ValueError(
+                f"{self.model_name}: encoder tokens come from models that expose them (V-JEPA 2), "
+                f"run by the torch backend (this engine runs {self.runner.backend})"
+            )
 
     def _prediction(self, loaded: VideoViews, view_scores: Tensor, seconds: float) -> Prediction:
         info: dict[str, Any] = {"short_video": loaded.short}

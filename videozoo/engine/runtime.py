@@ -90,6 +90,9 @@ class TorchRunner:
             "features": self.model.forward_features,
             "logits": self.model,
         }
+        tokens = getattr(self.model, "forward_tokens", None)
+        if tokens is not None:
+            fns["tokens"] = tokens  # (B, N, D): an encoder's tokens (V-JEPA 2)
         fn = fns[output]
         if isinstance(views, list):
             x: Views = [v.to(self.device, non_blocking=True) for v in views]

@@ -4,6 +4,8 @@ Each finished video is written at once, atomically, to `parts/<index>.npy` (its 
 (V, D)) and a line of `index.jsonl`, so a killed run resumes where it stopped. At the end the
 parts are gathered into `clip_features.<fmt>` (all views, in video order), `video_features.<fmt>`
 (the mean over each video's views) and `index.json`, which maps rows to videos and clip times.
+With `tokens` (models that expose their encoder's tokens: V-JEPA 2) each view's row is the
+encoder's (N, D) tokens instead, so the arrays are (rows, N, D).
 As in evaluation, the output folder is locked while a run writes, and a resumption is checked
 against `manifest.json` (videozoo.jobs.rundir); every output file is written atomically.
 """
@@ -54,6 +56,7 @@ class FeatureConfig:
     resume: bool = False
     wait: bool = False  # wait for another run holding `out` instead of stopping
     stall_timeout: float | None = None  # seconds a decoding worker may make no progress (None: the default)
+    tokens: bool = False  # the encoder's tokens (V, N, D) per view instead of the pooled features (V-JEPA 2)
 
     def __post_init__(self) -> None:
         self.views = ViewPlan.parse(self.views)
@@ -86,6 +89,12 @@ def check_config(cfg: FeatureConfig) -> None:
     get_spec(cfg.model)  # an unknown name fails before anything is written
     if not cfg.data and not cfg.videos:
         raise ValueError("give a dataset spec (--data) or video files")
+    if cfg.tokens:
+        spec = get_spec(cfg.model)
+        if not hasattr(spec.cls, "forward_tokens"):
+            raise ValueError(f"--tokens: {cfg.model} has no encoder tokens to write (the V-JEPA 2 models have)")
+        if cfg.backend not in ("auto", "torch"):
+            raise ValueError(f"--tokens: the encoder's tokens are computed by the torch backend, not {cfg.backend}")
     if cfg.resume and cfg.weights is None:
         raise ValueError(
             "--resume with random weights (--weights none): each run draws other weights, so the "
@@ -100,7 +109,7 @@ def _extract(cfg: FeatureConfig, out: Path) -> dict:
         for result in engine.map(
             [run.videos.items[i].path for i in run.todo],
             workers=cfg.workers,
-            output="features",
+            output="tokens" if cfg.tokens else "features",
             indices=run.todo,
             stall_timeout=cfg.stall_timeout,
         ):
@@ -114,8 +123,10 @@ def _extract(cfg: FeatureConfig, out: Path) -> dict:
 def build_engine(cfg: FeatureConfig, **overrides: Any) -> Engine:
     """The engine of the run (``overrides``: device or precision where the model runs elsewhere)."""
     options: dict[str, Any] = {"device": cfg.device, "precision": cfg.precision, **overrides}
+    # Tokens are an output of the eager model only (no exported graph or OpenVINO model has them).
+    backend = "torch" if cfg.tokens else cfg.backend
     return Engine.build(
-        cfg.model, weights=cfg.weights, backend=cfg.backend, views=cfg.views, batch_size=cfg.batch_size, **options
+        cfg.model, weights=cfg.weights, backend=backend, views=cfg.views, batch_size=cfg.batch_size, **options
     )
 
 
@@ -162,6 +173,7 @@ def open_run(cfg: FeatureConfig, out: Path, engine: Engine, *, precision: str | 
         data_sha=data_sha256(cfg.data, videos=cfg.videos),
         views=str(cfg.views),
         precision=precision,
+        **({"tokens": True} if cfg.tokens else {}),
     )
     if cfg.resume and index_path.exists():
         check_resume(out, ident, job="features")
@@ -262,8 +274,11 @@ def _gather(out: Path, fmt: str, total: int) -> dict:
     return {
         "videos": len(entries),
         "failed": failed,
-        "dim": int(vids.shape[1]) if len(vids) else 0,
+        "dim": int(vids.shape[-1]) if len(vids) else 0,
         "clips": int(len(clips)),
+        # With --tokens each row is (N, D): the encoder's N tokens of the clip (of the video: their
+        # mean over its views).
+        **({"tokens": int(vids.shape[1])} if vids.ndim == 3 and len(vids) else {}),
     }
 
 

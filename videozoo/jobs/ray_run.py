@@ -400,6 +400,8 @@ def _view_decoder(engine: Engine, threads: int | None) -> tuple[ClipTransform, i
 def extract_features(cfg: features.FeatureConfig, options: RayOptions) -> dict:
     """:func:`videozoo.jobs.features.extract_features` over Ray: the same parts, index and gathered files."""
     features.check_config(cfg)
+    if cfg.tokens:
+        raise ValueError("--tokens: the encoder's tokens are written by single-process runs (leave out --ray)")
     out = prepare_out(cfg.out)
     build = _registry_build("pooled", cfg.model, cfg.weights, cfg.backend, cfg.views, cfg.batch_size, cfg.precision)
     with RunLock(out, wait=cfg.wait):

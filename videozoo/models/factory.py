@@ -118,6 +118,8 @@ def model_from_checkpoint(
         model = spec.build(num_classes=ckpt_classes, **{**recorded, **(arch or {})})
     load_state_strict(model, state, ckpt.source, assign=True)
     class_names = list(meta.class_names) if meta is not None and meta.class_names is not None else None
+    if class_names is None and ckpt.config is not None:
+        class_names = config_class_names(ckpt.config, ckpt_classes, source=ckpt.source)
     if class_names is None and ckpt_classes == 400:
         class_names = list(kinetics400_classes())
     if class_names is not None and len(class_names) != ckpt_classes:
@@ -129,6 +131,28 @@ def model_from_checkpoint(
     model.model_name = spec.name
     model.input_config = meta.input if meta is not None and meta.input is not None else spec.input
     return model.eval()
+
+
+def config_class_names(config: Mapping[str, Any], classes: int, *, source: str) -> list[str] | None:
+    """The class names a transformers config.json gives in `id2label` ({"0": name, ...}), or None
+    where it has none or only the placeholders transformers writes for unnamed classes
+    ("LABEL_0", ...). A table that does not name exactly the classifier's outputs is an error."""
+    table = config.get("id2label")
+    if table is None:
+        return None
+    where = f"{source}/config.json"
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise CheckpointError(f"{where}: id2label must map class indices to names")
+    try:
+        by_index = {int(k): v for k, v in table.items()}
+    except ValueError:
+        raise CheckpointError(f"{where}: id2label keys must be class indices, got {sorted(table)[:3]}") from None
+    if sorted(by_index) != list(range(classes)):
+        raise CheckpointError(f"{where}: id2label names {len(by_index)} classes, not indices 0..{classes - 1}")
+    names = [by_index[i] for i in range(classes)]
+    if names == [f"LABEL_{i}" for i in range(classes)]:
+        return None
+    return names
 
 
 def _labelless_from_checkpoint(
@@ -143,7 +167,8 @@ def _labelless_from_checkpoint(
     against the publisher's config where one comes with them, and no class names."""
     if num_classes:
         raise ValueError(
-            f"{spec.name}: its classes are text labels; it has no classifier to give {num_classes} outputs"
+            f"{spec.name}: has no classifier to give {num_classes} outputs (a video-text model's classes are "
+            "text labels; an encoder gives features)"
         )
     meta = ckpt.meta
     recorded = dict(meta.arch) if meta is not None else {}

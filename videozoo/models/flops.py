@@ -66,8 +66,9 @@ def _counted(spec: ModelSpec, what: tuple[str, int | None], count: Callable[[], 
 def _count_gflops(spec: ModelSpec, crop: int | None) -> float:
     with torch.device("meta"):
         model = spec.build().eval()
-    # A video-text model's view is its video side: the text side runs once per label set, not per view.
-    forward = model if spec.cls.has_classifier else model.encode_video
+    # A video-text model's view is its video side: the text side runs once per label set, not per view
+    # (a model without classes and without a text side, such as an encoder, is its forward pass).
+    forward = model if spec.cls.has_classifier else getattr(model, "encode_video", model)
     return count_gmacs(forward, view_input(spec, crop=crop, device="meta"))
 
 

@@ -27,6 +27,8 @@ class Metrics:
     views: str  # the test protocol the accuracy was measured with, e.g. "10x3"
     source: str
     flops_note: str | None = None  # why a computed figure may differ from the published one
+    # The dataset top-1/top-5 were measured on (the table names any other than Kinetics-400's).
+    dataset: str = "kinetics400"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,18 @@ def _licenses(licenses: dict[str, str], *, markdown: bool) -> str:
     return ", ".join(shown) or "-"
 
 
+# How the table names the datasets of accuracies that are not Kinetics-400's.
+_DATASETS = {"ssv2": "SSv2", "diving48": "Diving48"}
+
+
+def _accuracy(p: dict, key: str) -> str:
+    value = _fmt(p.get(key))
+    dataset = p.get("dataset") or "kinetics400"
+    if value == "-" or dataset == "kinetics400":
+        return value
+    return f"{value} ({_DATASETS.get(dataset, dataset)})"
+
+
 def format_table(rows: list[dict], *, markdown: bool = False) -> str:
     head = [
         "model",
@@ -70,8 +82,8 @@ def format_table(rows: list[dict], *, markdown: bool = False) -> str:
                 _fmt(r["params_m"]),
                 _fmt(r["gflops"]),
                 _fmt(p.get("gflops")),
-                _fmt(p.get("top1")),
-                _fmt(p.get("top5")),
+                _accuracy(p, "top1"),
+                _accuracy(p, "top5"),
                 p.get("views") or "-",
                 _licenses(r["weights_license"], markdown=markdown),
             ]
@@ -86,8 +98,9 @@ def format_table(rows: list[dict], *, markdown: bool = False) -> str:
     lines = [fmt.format(*head).rstrip()] + [fmt.format(*row).rstrip() for row in body]
     lines.append("")
     lines.append(f"{FLOPS_CONVENTION}; params and GFLOPs computed from the built model; top-1/top-5 and")
-    lines.append("pub. GFLOPs as published with the weights, on Kinetics-400 with the listed test views;")
-    lines.append("weights licence: the terms each publisher gives the weights under (`--json` has them in full).")
+    lines.append("pub. GFLOPs as published with the weights, on Kinetics-400 (unless another dataset is named)")
+    lines.append("with the listed test views; weights licence: the terms each publisher gives the weights under")
+    lines.append("(`--json` has them in full).")
     return "\n".join(lines)
 
 

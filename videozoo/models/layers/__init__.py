@@ -10,6 +10,7 @@ from videozoo.models.layers.drop_path import DropPath
 from videozoo.models.layers.mlp import Mlp, activation
 from videozoo.models.layers.patch_embed import PatchEmbed3d
 from videozoo.models.layers.pos_embed import LearnedPositions, sincos_table
+from videozoo.models.layers.rope import apply_rope, rope_band, rope_tables
 
 __all__ = [
     "Attention",
@@ -20,6 +21,9 @@ __all__ = [
     "Mlp",
     "PatchEmbed3d",
     "activation",
+    "apply_rope",
     "causal_mask",
+    "rope_band",
+    "rope_tables",
     "sincos_table",
 ]

@@ -7,6 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from videozoo.models.layers.rope import apply_rope
+
 
 class Attention(nn.Module):
     """Self-attention over (B, N, D) tokens through `scaled_dot_product_attention`.
@@ -43,13 +45,16 @@ class Attention(nn.Module):
             return self.qkv.bias
         return torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])  # (3*D,)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None, rope: Tensor | None = None) -> Tensor:
         """x (B, N, D); mask: None, or additive (B or 1, 1 or heads, N, N) scores, 0 where a query may
-        attend a key and a large negative value where it may not (see `causal_mask`)."""
+        attend a key and a large negative value where it may not (see `causal_mask`); rope: None, or
+        (2, N, head_dim) rotary tables (`rope_tables`) that rotate the queries and keys."""
         b, n, d = x.shape
         qkv = F.linear(x, self.qkv.weight, self._qkv_bias())  # (B, N, 3*D)
         qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         dropout = self.dropout if self.training else 0.0
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
@@ -60,10 +65,13 @@ class CrossAttention(nn.Module):
 
     `q` projects the queries; one fused `kv` (weight (2*D, D), rows k | v) projects the keys and
     values from the same context tokens; `proj` maps the heads back. qkv_bias: whether `q` and `kv`
-    have biases (`proj` always has one).
+    have biases (`proj` always has one). out_proj False: no `proj`, the heads are concatenated as
+    they are (V-JEPA 2's attentive pooler).
     """
 
-    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, *, qkv_bias: bool = True, out_proj: bool = True, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not a multiple of the {num_heads} attention heads")
@@ -72,7 +80,7 @@ class CrossAttention(nn.Module):
         self.scale = self.head_dim**-0.5
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim) if out_proj else nn.Identity()
         self.dropout = dropout
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:

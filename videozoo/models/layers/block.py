@@ -30,7 +30,8 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, mlp_hidden, act=act, dropout=dropout)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:  # (B, N, D) -> (B, N, D)
-        # mask: an additive attention mask (see Attention.forward), e.g. `causal_mask` for text.
-        x = x + self.drop_path(self.attn(self.norm1(x), mask))
+    def forward(self, x: Tensor, mask: Tensor | None = None, rope: Tensor | None = None) -> Tensor:
+        # (B, N, D) -> (B, N, D). mask: an additive attention mask (see Attention.forward), e.g.
+        # `causal_mask` for text; rope: rotary tables for the queries and keys (`rope_tables`).
+        x = x + self.drop_path(self.attn(self.norm1(x), mask, rope))
         return x + self.drop_path(self.mlp(self.norm2(x)))

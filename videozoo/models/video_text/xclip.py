@@ -56,12 +56,12 @@ class CrossFrameBlock(Block):
         self.message_ln = nn.LayerNorm(dim, eps=norm_eps)
         self.message_attn = Attention(dim, num_heads)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, *, frames: int = 1) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None, rope: Tensor | None = None, *, frames: int = 1) -> Tensor:
         bt, n, d = x.shape
         msg = self.message_fc(x[:, 0]).reshape(bt // frames, frames, d)  # (B, T, D): one per frame
         msg = msg + self.drop_path(self.message_attn(self.message_ln(msg)))  # frames exchange information
         x = torch.cat([x, msg.reshape(bt, 1, d)], dim=1)  # (B*T, N+1, D)
-        x = x + self.drop_path(self.attn(self.norm1(x), mask))
+        x = x + self.drop_path(self.attn(self.norm1(x), mask, rope))
         x = x[:, :n]  # the message token only takes part in this layer's attention
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
