@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from videozoo.io.errors import StillImageError, VideoDecodeError
 from videozoo.serve import timeline_api
 from videozoo.serve.config import ServeConfig
 from videozoo.serve.errors import ERROR_SCHEMA, ApiError, install_error_handlers
-from videozoo.serve.fields import Fields, endpoint_fields, multipart_doc
+from videozoo.serve.fields import expected, field_patterns, matches
 from videozoo.serve.page import page_html
 from videozoo.serve.pool import Engines, InferencePool, NotReady, QueueFull, ShuttingDown
 from videozoo.serve.upload import Upload, received_upload
@@ -128,18 +129,29 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
             }
         )
 
-    forms = endpoint_fields(config)
-
-    @app.post("/v1/predict", openapi_extra=multipart_doc(forms["predict"]), responses=_ERROR_RESPONSES)
+    @app.post(
+        "/v1/predict",
+        openapi_extra=_multipart_doc(
+            {
+                "model": "a served model (default: the first)",
+                "views": "CLIPSxCROPS, e.g. 1x1 or 10x3, or published",
+                "top_k": "how many classes to return (default 5)",
+                "images": "true: score a still image (PNG, JPEG, ...) as a one-frame clip; by default it is "
+                "refused with 415 not_a_video",
+            },
+            config,
+        ),
+        responses=_ERROR_RESPONSES,
+    )
     async def predict(request: Request) -> JSONResponse:
         """Top-k actions of the uploaded video: the object `videozoo predict --json` prints for it."""
         with _admitted(pool):
             async with received_upload(request, state.folder, max_bytes=config.max_upload_bytes) as upload:
-                fields = Fields(upload.fields, forms["predict"])
-                model = _model(fields, config)
-                plan = _views(fields, config, pool.engines[model])
+                fields = _Fields(upload, config, allowed={"model", "views", "top_k", "images"})
+                model = fields.model()
+                plan = fields.views(pool.engines[model])
                 top_k = fields.positive_int("top_k", config.top_k)
-                images = fields.boolean("images")
+                images = fields.values.get("images", "").strip(" ") == "true"
                 _require_video(upload)
                 path = upload.path
 
@@ -153,7 +165,17 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
 
     @app.post(
         "/v1/timeline",
-        openapi_extra=multipart_doc(forms["timeline"]),
+        openapi_extra=_multipart_doc(
+            {
+                "model": "a served model (default: the first)",
+                "stride": "seconds between windows (default: half a clip)",
+                "window": "seconds per window (default: the model's clip)",
+                "min_segment": "seconds under which a segment is absorbed by its neighbours (default: the window)",
+                "smooth": "windows in the centred moving average before segmenting (default 3)",
+                "top_k": "classes per window (default 5)",
+            },
+            config,
+        ),
         responses={**_ERROR_RESPONSES, 501: {"description": "timelines are not available in this installation"}},
     )
     async def timeline(request: Request) -> JSONResponse:
@@ -162,12 +184,14 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
             raise ApiError(501, "not_implemented", "timelines are not available in this installation of videozoo")
         with _admitted(pool):
             async with received_upload(request, state.folder, max_bytes=config.max_upload_bytes) as upload:
-                fields = Fields(upload.fields, forms["timeline"])
-                model = _model(fields, config)
+                fields = _Fields(
+                    upload, config, allowed={"model", "stride", "window", "min_segment", "smooth", "top_k"}
+                )
+                model = fields.model()
                 options = {
-                    "stride": fields.seconds("stride"),
-                    "window": fields.seconds("window"),
-                    "min_segment": fields.seconds("min_segment"),
+                    "stride": fields.positive_float("stride"),
+                    "window": fields.positive_float("window"),
+                    "min_segment": fields.non_negative_float("min_segment"),
                     "smooth": fields.positive_int("smooth", 3),
                     "top_k": fields.positive_int("top_k", config.top_k),
                 }
@@ -187,26 +211,83 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
 # -- request pieces ---------------------------------------------------------------------------------
 
 
-def _model(fields: Fields, config: ServeConfig) -> str:
-    name = fields.text("model") or config.default_model
-    served = [m.name for m in config.models]
-    if name not in served:
-        raise ApiError(404, "unknown_model", f"model {name!r} is not served here (served: {', '.join(served)})")
-    return name
+class _Fields:
+    """The text fields of one request, each checked with a message naming the field."""
 
+    def __init__(self, upload: Upload, config: ServeConfig, *, allowed: set[str]):
+        self.values, self.config = upload.fields, config
+        unknown = sorted(set(self.values) - allowed)
+        if unknown:
+            raise ApiError(
+                400,
+                "bad_field",
+                f"unknown form field(s) {', '.join(unknown)}; this endpoint takes video, {', '.join(sorted(allowed))}",
+            )
+        # The schema's pattern of each field, checked first: what the schema refuses, the server refuses.
+        patterns = field_patterns(config)
+        for name, text in self.values.items():
+            if not matches(patterns, name, text):
+                raise self._bad(name, f"expected {expected(name, config)}")
 
-def _views(fields: Fields, config: ServeConfig, engine: Engine) -> ViewPlan:
-    text = fields.text("views") or config.views
-    try:
-        plan = ViewPlan.parse(text).resolve(engine.input)
-    except ViewPlanError as e:
-        raise fields.bad("views", str(e)) from None
-    if plan.clips * plan.crops > config.max_views:
-        raise fields.bad(
-            "views",
-            f"{plan} is {plan.clips * plan.crops} views; this server takes at most {config.max_views} per request",
-        )
-    return plan
+    def _bad(self, name: str, why: str) -> ApiError:
+        return ApiError(400, "bad_field", f"{name}={self.values.get(name)!r}: {why}")
+
+    def model(self) -> str:
+        name = self.values.get("model", "").strip() or self.config.default_model
+        served = [m.name for m in self.config.models]
+        if name not in served:
+            raise ApiError(404, "unknown_model", f"model {name!r} is not served here (served: {', '.join(served)})")
+        return name
+
+    def views(self, engine: Engine) -> ViewPlan:
+        text = self.values.get("views", "").strip() or self.config.views
+        try:
+            plan = ViewPlan.parse(text).resolve(engine.input)
+        except ViewPlanError as e:
+            raise self._bad("views", str(e)) from None
+        if plan.clips * plan.crops > self.config.max_views:
+            raise self._bad(
+                "views",
+                f"{plan} is {plan.clips * plan.crops} views; this server takes at most "
+                f"{self.config.max_views} per request",
+            )
+        return plan
+
+    def positive_int(self, name: str, default: int) -> int:
+        text = self.values.get(name, "").strip()
+        if not text:
+            return default
+        try:
+            n = int(text)
+        except ValueError:
+            raise self._bad(name, "expected a whole number") from None
+        if n < 1:
+            raise self._bad(name, "must be at least 1")
+        return n
+
+    def _float(self, name: str) -> float | None:
+        text = self.values.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            x = float(text)
+        except ValueError:
+            raise self._bad(name, "expected a number of seconds") from None
+        if not math.isfinite(x):
+            raise self._bad(name, "expected a finite number of seconds")
+        return x
+
+    def positive_float(self, name: str) -> float | None:
+        x = self._float(name)
+        if x is not None and x <= 0:
+            raise self._bad(name, "must be more than 0 seconds")
+        return x
+
+    def non_negative_float(self, name: str) -> float | None:
+        x = self._float(name)
+        if x is not None and x < 0:
+            raise self._bad(name, "must be 0 seconds or more")
+        return x
 
 
 def _require_video(upload: Upload) -> None:
@@ -311,6 +392,22 @@ def _describe(name: str, weights: str | None, engine: Engine) -> dict[str, Any]:
         "views": str(engine.plan),
         "batch_size": engine.batch_size,
     }
+
+
+def _multipart_doc(fields: dict[str, str], config: ServeConfig) -> dict:
+    """The OpenAPI request body of a multipart endpoint (its body is parsed by hand, as it streams).
+
+    It lists the fields the endpoint takes and no others (the server refuses others with 400
+    bad_field), each with the pattern the server checks its value against.
+    """
+    patterns = field_patterns(config)
+    props: dict[str, Any] = {"video": {"type": "string", "format": "binary", "description": "the video file"}}
+    for name, what in fields.items():
+        props[name] = {"type": "string", "description": what}
+        if name in patterns:
+            props[name]["pattern"] = patterns[name]
+    schema = {"type": "object", "properties": props, "required": ["video"], "additionalProperties": False}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
 _ERROR_RESPONSES: dict = {
