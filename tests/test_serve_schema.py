@@ -115,6 +115,23 @@ def test_the_schema_allows_no_other_form_field(live):
         assert sorted(schema["properties"]) == sorted(["video", *_listed(r.json()["error"]["message"])])
 
 
+@pytest.mark.parametrize(
+    "served, listed, required",
+    [
+        ((MODEL,), {"model"}, ["video"]),  # classifiers only: they refuse labels, so the schema has none
+        (("xclip_b32_8f",), {"model", "labels"}, ["video", "labels"]),  # zero-shot only: labels in every request
+        ((MODEL, "xclip_b32_8f"), {"model", "labels"}, ["video"]),
+    ],
+)
+def test_zero_shot_fields_are_listed_where_a_served_model_takes_them(served, listed, required):
+    from videozoo.serve.app import _multipart_doc
+
+    config = ServeConfig(models=tuple(ServedModel(m) for m in served))
+    doc = _multipart_doc({"model": "a served model", "labels": "comma-separated labels"}, config)
+    schema = doc["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert set(schema["properties"]) == {"video", *listed} and schema["required"] == required
+
+
 def _listed(message: str) -> list[str]:
     # "unknown form field(s) colour; this endpoint takes video, model, top_k, views"
     return [w.strip() for w in message.split("takes video,")[1].split(",")]

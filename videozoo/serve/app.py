@@ -34,7 +34,7 @@ from videozoo.io.errors import StillImageError, VideoDecodeError
 from videozoo.serve import timeline_api
 from videozoo.serve.config import ServeConfig
 from videozoo.serve.errors import ERROR_SCHEMA, ApiError, install_error_handlers
-from videozoo.serve.fields import expected, field_patterns, matches
+from videozoo.serve.fields import expected, field_patterns, listed_fields, matches
 from videozoo.serve.page import page_html
 from videozoo.serve.pool import Engines, InferencePool, NotReady, QueueFull, ShuttingDown
 from videozoo.serve.upload import Upload, received_upload
@@ -401,12 +401,13 @@ def _multipart_doc(fields: dict[str, str], config: ServeConfig) -> dict:
     bad_field), each with the pattern the server checks its value against.
     """
     patterns = field_patterns(config)
+    listed, required = listed_fields(fields, config)
     props: dict[str, Any] = {"video": {"type": "string", "format": "binary", "description": "the video file"}}
-    for name, what in fields.items():
+    for name, what in listed.items():
         props[name] = {"type": "string", "description": what}
         if name in patterns:
             props[name]["pattern"] = patterns[name]
-    schema = {"type": "object", "properties": props, "required": ["video"], "additionalProperties": False}
+    schema = {"type": "object", "properties": props, "required": ["video", *required], "additionalProperties": False}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 

@@ -65,6 +65,22 @@ def expected(name: str, config: ServeConfig) -> str:
     return _EXPECTED[name].format(max_views=config.max_views)
 
 
+# Fields only a zero-shot (video-text) model takes: its labels, their template, its none threshold.
+ZERO_SHOT_FIELDS = frozenset({"labels", "template", "none_threshold"})
+
+
+def listed_fields(fields: dict[str, str], config: ServeConfig) -> tuple[dict[str, str], list[str]]:
+    """The fields an endpoint's schema lists for this server, and the required ones besides `video`.
+
+    A server of classifiers only refuses the zero-shot fields (400 bad_field), so its schema leaves
+    them out; a server of zero-shot models only needs `labels` in every request, so it is required.
+    """
+    zero_shot = [not get_spec(m.name).cls.has_classifier for m in config.models]
+    listed = {k: v for k, v in fields.items() if k not in ZERO_SHOT_FIELDS or any(zero_shot)}
+    required = ["labels"] if "labels" in listed and all(zero_shot) else []
+    return listed, required
+
+
 def matches(patterns: dict[str, str], name: str, text: str) -> bool:
     """Whether field `name`'s value `text` fits its pattern (a field without one: any text)."""
     return name not in patterns or re.fullmatch(patterns[name], text) is not None
