@@ -1,4 +1,5 @@
-"""Regenerates the model tables of README.md and docs/models.md from the registry.
+"""Regenerates the model tables of README.md and docs/models.md from the registry, and the shared-flag
+table of docs/cli.md from the command line's parsers.
 
 python scripts/update_docs.py          # rewrite the tables
 python scripts/update_docs.py --check  # exit 1 if a table is out of date
@@ -7,6 +8,7 @@ python scripts/update_docs.py --check  # exit 1 if a table is out of date
 import sys
 from pathlib import Path
 
+from videozoo.cli.flags import flags_markdown
 from videozoo.models.table import flops_notes, format_table, model_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,15 +29,24 @@ def table() -> str:
     )
 
 
+FLAGS_BEGIN, FLAGS_END = "<!-- flags:begin -->", "<!-- flags:end -->"
+
+
 def main() -> int:
     check = "--check" in sys.argv
     fresh = table()
+    flags = flags_markdown()
     stale = []
-    for path in (ROOT / "README.md", ROOT / "docs" / "models.md"):
+    targets = [
+        (ROOT / "README.md", BEGIN, END, fresh),
+        (ROOT / "docs" / "models.md", BEGIN, END, fresh),
+        (ROOT / "docs" / "cli.md", FLAGS_BEGIN, FLAGS_END, flags),
+    ]
+    for path, begin, end, body in targets:
         text = path.read_text()
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        new = f"{head}{BEGIN}\n{fresh}\n{END}{tail}"
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        new = f"{head}{begin}\n{body}\n{end}{tail}"
         if new != text:
             stale.append(path)
             if not check:

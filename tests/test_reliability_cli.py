@@ -103,7 +103,7 @@ BAD_ARGUMENTS = [
     ("--batch-size", "-2", "must be at least 1"),
     ("--batch-size", "many", "'many'"),
     ("--workers", "-1", "0 or more"),
-    ("--num-workers", "-1", "num_workers"),
+    ("--num-workers", "-1", "0 or more"),
     ("--epochs", "0", "epochs must be at least 1"),
     ("--epochs", "-2", "epochs must be at least 1"),
     ("--limit", "0", "must be at least 1"),

@@ -83,6 +83,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         threads=args.threads,
         batch_size=args.batch_size,
         backend=args.backend,
+        images=args.allow_images,
     )
     print(
         f"videozoo predict: {args.model}, {engine.plan} views, precision {engine.precision}, "
@@ -102,7 +103,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "model": args.model,
                 "views": str(engine.plan),
                 "precision": engine.precision.name,
-                "error": result.error,
+                "error": _with_hint(result.error),
             }
         else:
             entry = result.prediction.entry(args.model, top_k=args.top_k)
@@ -110,11 +111,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _with_hint(error: str) -> str:
+    """A still image's error, with the flag that scores it anyway."""
+    if error.startswith("StillImageError"):
+        return f"{error}; --allow-images scores it as a one-frame clip"
+    return error
+
+
 def _cmd_predict_ray(args: argparse.Namespace, options) -> int:
     from videozoo.jobs import ray_run
 
     if args.stall_timeout is not None:
         raise ValueError("--stall-timeout: under --ray, Ray runs and retries the decoding tasks (leave it out)")
+    if args.allow_images:
+        raise ValueError("--allow-images: not under --ray, whose decoding tasks refuse still images (leave it out)")
     failed = 0
     for entry in ray_run.predict(
         args.videos,
@@ -239,6 +249,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         limit=args.limit,
         wait=args.wait,
         stall_timeout=args.stall_timeout,
+        decoder_threads=args.threads,
     )
     metrics = evaluate(cfg)
     if metrics is not None:
@@ -446,7 +457,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         precision=args.precision,
         device=args.device,
         views=str(args.views),
-        threads=args.threads,
+        threads=args.compute_threads,
+        decoder_threads=args.threads,
     )
     return serve(
         config,
@@ -459,7 +471,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _weights_arg(value: str) -> str | None:
-    return None if value.lower() in ("none", "random") else value
+    """Every --weights flag reads its value here: ``none``/``random`` -> None (random init)."""
+    from videozoo.models.spec import weights_word
+
+    return weights_word(value)  # type: ignore[return-value]
+
+
+def _weights_help(more: str = "") -> str:
+    from videozoo.models.spec import WEIGHTS_HELP
+
+    return f"{WEIGHTS_HELP}; {more}" if more else f"{WEIGHTS_HELP} (default: default)"
 
 
 def _views_arg(value: str):
@@ -572,28 +593,60 @@ def _add_backend_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, *, device: str = "cpu") -> None:
     p.add_argument("--model", type=_model_arg, default="slow_r50", help="registry name (see `videozoo models`)")
     p.add_argument(
         "--weights",
         type=_weights_arg,
         default="default",
-        help="default (the model's default weights: the official kinetics400 ones, or the packaged ones of "
-        "motion_tiny), a weights key such as kinetics400, a checkpoint path, or none (random)",
+        help=_weights_help(),
     )
+    _add_views_arg(p)
+    _add_precision_arg(p)
+    _add_device_arg(p, device)
+
+
+def _add_views_arg(p: argparse.ArgumentParser, before: str = "") -> None:
     p.add_argument(
         "--views",
         type=_views_arg,
         default="1x1",
-        help="CLIPSxCROPS: 1x1 (centred clip, centre crop), 10x3, ..., or published",
+        help=f"{before}CLIPSxCROPS: 1x1 (centred clip, centre crop; the default), 10x3, ..., or published "
+        "(the model's published test protocol)",
     )
+
+
+def _add_precision_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
         help="auto: bf16 where the hardware runs it natively, else fp32 (default)",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
+
+
+def _add_device_arg(p: argparse.ArgumentParser, default: str = "cpu") -> None:
+    p.add_argument("--device", default=default, help=f"cpu, cuda, cuda:N or auto (default {default})")
+
+
+def _add_threads_arg(p: argparse.ArgumentParser, more: str = "") -> None:
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help=f"decoder threads per video{more or ' (default: FFmpeg picks, one per core)'}",
+    )
+
+
+def _add_workers_arg(p: argparse.ArgumentParser, *, default: int | None, more: str = "") -> None:
+    p.add_argument(
+        "--workers",
+        "--num-workers",
+        dest="workers",
+        type=_nonnegative_int,
+        default=default,
+        help=f"decoding worker processes (0: decode in this one){more}",
+    )
 
 
 def _add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -649,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("videos", nargs="+", metavar="VIDEO")
     _add_model_args(p)
     p.add_argument("--top-k", type=_positive_int, default=5)
-    p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
+    _add_threads_arg(p)
     p.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -657,6 +710,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="views per forward pass (default: chosen from the clip size and free memory)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per video")
+    p.add_argument(
+        "--allow-images",
+        action="store_true",
+        help="score a still image (PNG, JPEG, BMP, WebP, TIFF, a one-picture GIF) as a one-frame clip; "
+        "by default it is refused, as a picture holds no motion (animated GIFs are videos either way)",
+    )
     _add_backend_arg(p)
     _add_stall_arg(p)
     _add_ray_args(p)
@@ -672,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--template", default="a video of {}.", help='prompt for each label, {} replaced (default "a video of {}.")'
     )
     p.add_argument("--top-k", type=_positive_int, default=5)
-    p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
+    _add_threads_arg(p)
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
     p.add_argument("--json", action="store_true", help="one JSON object per video (as predict --json)")
     p.set_defaults(func=_cmd_classify, model="xclip_b16_zero_shot")
@@ -710,36 +769,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=_positive_int, default=10, help="how many windows to list (default 10)")
     p.add_argument("--json", action="store_true", help="one JSON object per window")
     p.add_argument(
-        "--weights", type=_weights_arg, default=None, help="weights to embed the query (default: the index's)"
+        "--weights",
+        type=_weights_arg,
+        default=None,
+        help=_weights_help("weights to embed the query with (default: the index's)"),
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("evaluate", help="accuracy on a labelled dataset (resumable, torchrun-aware)")
-    _add_model_args(p)
+    _add_model_args(p, device="auto")
     _add_backend_arg(p)
     p.add_argument("--data", required=True, help="Kinetics CSV, folder per class, or `path label` list")
     p.add_argument("--data-root", help="folder of the videos of a Kinetics CSV (default: the CSV's folder)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (predictions, metrics.json, confusion matrix)")
     p.add_argument("--resume", action="store_true", help="continue from the predictions already in --out")
     p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
-    p.add_argument(
-        "--workers", type=_nonnegative_int, default=2, help="decoding worker processes (0: decode in this one)"
-    )
+    _add_workers_arg(p, default=2)
+    _add_threads_arg(p)
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
     p.add_argument("--save-view-scores", action="store_true", help="store every view's scores")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N videos only")
     _add_stall_arg(p)
-    p.set_defaults(func=_cmd_evaluate, device="auto")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("features", help="pooled features per clip and per video (resumable)")
     p.add_argument("videos", nargs="*", metavar="VIDEO", help="video files (or use --data)")
     _add_model_args(p)
     _add_backend_arg(p)
     p.add_argument("--data", help="dataset spec instead of video files")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder (one feature file per video, an index)")
     p.add_argument("--format", default="npy", choices=["npy", "safetensors"])
-    p.add_argument("--workers", type=_nonnegative_int, default=None, help="decoding worker processes (default 2)")
+    _add_workers_arg(p, default=None, more=" (default 2)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views (dense: windows) per forward pass")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--wait", action="store_true", help="if another run is writing in --out, wait for it to end")
@@ -812,7 +873,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="timeline-output", help="output folder (timeline.json, .csv, .png)")
     p.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (files only)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="decoder threads")
+    _add_threads_arg(p)
     p.add_argument("--batch-size", type=_positive_int, default=None, help="views per forward pass")
     p.add_argument("--format", default=None, help="FFmpeg demuxer of the input (e.g. mpegts, h264), if not probed")
     zero_shot = p.add_argument_group("zero-shot (video-text models such as xclip_b16_zero_shot; docs/zero_shot.md)")
@@ -832,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_timeline)
 
     p = sub.add_parser("synth", help="write a synthetic motion dataset (H.264 MP4)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder (the videos, train.txt, val.txt, classes.txt)")
     p.add_argument("--classes", help="comma-separated motion classes (default: all 8)")
     p.add_argument("--videos-per-class", type=_positive_int, default=24)
     p.add_argument("--val-fraction", type=float, default=0.25)
@@ -853,7 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="scale of background texture, drift and sensor noise (0: flat background, clean frames)",
     )
-    p.add_argument("--workers", type=_nonnegative_int, default=1)
+    p.add_argument("--workers", type=_nonnegative_int, default=1, help="processes writing videos (default 1)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("serve", help="an HTTP API and a web page for predictions (the serve extra)")
@@ -868,8 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_weights_arg,
         metavar="W",
-        help="default (each model's default weights), a weights key such as kinetics400, a checkpoint "
-        "path, or none (random); once for every model or once per --model, in order",
+        help=_weights_help("default: default; once for every model or once per --model, in order"),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port_arg, default=8000, help="port (0: any free port; the chosen one is printed)")
@@ -886,19 +946,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests waiting beyond the running ones; more are refused with 503 and Retry-After",
     )
     p.add_argument("--max-upload-mb", type=_positive_float, default=200.0, help="largest upload in MiB (default 200)")
-    p.add_argument("--views", type=_views_arg, default="1x1", help="default views of a request (CLIPSxCROPS)")
+    _add_views_arg(p, "the views of a request that sends no `views` field: ")
+    _add_precision_arg(p)
+    _add_device_arg(p)
+    _add_threads_arg(p, " (default: --compute-threads)")
     p.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="auto: bf16 where the hardware runs it natively, else fp32 (default)",
-    )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
-    p.add_argument(
-        "--threads",
+        "--compute-threads",
         type=_positive_int,
         default=None,
-        help="compute threads per worker (default: the cores shared among the workers)",
+        help="the model's CPU threads per worker (default: the cores shared among the workers)",
     )
     p.add_argument(
         "--shutdown-timeout",
@@ -921,7 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights",
         type=_weights_arg,
         default="default",
-        help="default (the published weights), kinetics400, a checkpoint path, or none (random)",
+        help=_weights_help(),
     )
     p.add_argument(
         "--format",
@@ -938,7 +994,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="offline end-to-end demo: synthesise, fine-tune, evaluate, predict, report")
-    p.add_argument("--out", default="demo-output")
+    p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p.set_defaults(func=_cmd_demo)
 

@@ -87,6 +87,8 @@ class Engine:
     an exported ONNX file opened as an :class:`~videozoo.engine.runtime.OnnxModel`.
     inplace: the engine may fold BatchNorm into the model's own weights (no second copy); set it
     when the engine owns the model.
+    images: score a still image (PNG, JPEG, ...) as a one-frame clip; by default it is refused
+    (:class:`~videozoo.io.StillImageError`), as a picture holds no motion.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class Engine:
         threads: int | None = None,
         inplace: bool = False,
         backend: str = "torch",
+        images: bool = False,
     ):
         name = getattr(model, "model_name", None)
         if name is None:
@@ -114,6 +117,8 @@ class Engine:
         self.transform: ClipTransform = transform_for(self.input, self.plan)
         self.device = resolve_device(device)
         self.threads = threads
+        # Still images (PNG, JPEG, ...) are refused unless asked for: a picture holds no motion.
+        self.images = images
         self.class_names: list[str] | None = model.class_names
         if isinstance(model, OnnxModel):
             self.precision = _onnx_precision(precision, model, self.device)
@@ -199,6 +204,14 @@ class Engine:
         other.plan, other.transform = plan, transform_for(self.input, plan)
         return other
 
+    def with_images(self, images: bool) -> Engine:
+        """This engine, scoring still images as one-frame clips (``images``) or refusing them."""
+        if images == self.images:
+            return self
+        other = copy.copy(self)
+        other.images = images
+        return other
+
     # -- decode -> views --------------------------------------------------------------------
     def load(self, path: str | os.PathLike, *, lazy: bool = False) -> VideoViews:
         """Decode and transform every view of one video (one decoding pass).
@@ -207,7 +220,9 @@ class Engine:
         forward passes reach them (:class:`~videozoo.engine.views.ClipViews`): what ``predict``
         and ``map`` use, so a video never holds all its float views at once.
         """
-        return load_views(path, self.transform, threads=self.threads, frame_fps=self.input.fps, lazy=lazy)
+        return load_views(
+            path, self.transform, threads=self.threads, frame_fps=self.input.fps, lazy=lazy, images=self.images
+        )
 
     # -- batched forward -> scores ----------------------------------------------------------
     @torch.inference_mode()
@@ -253,7 +268,12 @@ class Engine:
         while done < len(files):
             todo = [p for p in range(done, len(files)) if p not in stalled]
             data = _DecodeDataset(
-                [files[p] for p in todo], [labels[p] for p in todo], self.transform, self.threads, self.input.fps
+                [files[p] for p in todo],
+                [labels[p] for p in todo],
+                self.transform,
+                self.threads,
+                self.input.fps,
+                images=self.images,
             )
             loader = WatchedLoader(
                 data,
@@ -347,8 +367,18 @@ def _identity(item: Any) -> Any:
 class _DecodeDataset(torch.utils.data.Dataset):
     """Item i -> (label, path, the decoded and transformed views, None) or (label, path, None, error)."""
 
-    def __init__(self, paths: list[str], labels: list[int], transform: ClipTransform, threads: int | None, fps: float):
+    def __init__(
+        self,
+        paths: list[str],
+        labels: list[int],
+        transform: ClipTransform,
+        threads: int | None,
+        fps: float,
+        *,
+        images: bool = False,
+    ):
         self.paths, self.labels, self.transform, self.threads, self.fps = paths, labels, transform, threads, fps
+        self.images = images
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -362,7 +392,9 @@ class _DecodeDataset(torch.utils.data.Dataset):
             return (
                 self.labels[i],
                 path,
-                load_views(path, self.transform, threads=self.threads, frame_fps=self.fps, lazy=True),
+                load_views(
+                    path, self.transform, threads=self.threads, frame_fps=self.fps, lazy=True, images=self.images
+                ),
                 None,
             )
         except Exception as e:  # one bad video never stops the run

@@ -99,14 +99,17 @@ def load_views(
     threads: int | None = None,
     frame_fps: float | None = None,
     lazy: bool = False,
+    images: bool = False,
 ) -> VideoViews:
     """Decode the windows of ``transform``'s views in one pass over the video and transform them.
 
     ``frame_fps`` is the frame rate of a folder of frames (the model's fps by default). With
     ``lazy`` the views stay :class:`ClipViews` (the engine's passes transform them clip by clip).
+    ``images``: a still image is scored as a one-frame clip instead of refused (``open_video``).
     """
     t0 = time.perf_counter()
-    with open_video(path, threads=threads, fps=frame_fps if frame_fps is not None else transform.input.fps) as video:
+    fps = frame_fps if frame_fps is not None else transform.input.fps
+    with open_video(path, threads=threads, fps=fps, images=images) as video:
         if video.duration is None:  # a stream whose header gives no length: its clips cannot be placed
             raise VideoDecodeError(path, "the video's duration is unknown (neither stream nor container records it)")
         windows = transform.windows(

@@ -11,10 +11,11 @@
 
 from .base import Video
 from .clip import Clip, DecodeStats, Frame, LostFrame
-from .errors import DamagedVideoWarning, EmptyWindowError, VideoDecodeError
+from .errors import DamagedVideoWarning, EmptyWindowError, StillImageError, VideoDecodeError
 from .frames import FrameFolderVideo
 from .open import open_video
 from .pyav import PyAVVideo
+from .still import still_image
 from .stream import StreamVideo
 from .torchcodec import TorchCodecVideo
 
@@ -27,9 +28,11 @@ __all__ = [
     "FrameFolderVideo",
     "LostFrame",
     "PyAVVideo",
+    "StillImageError",
     "StreamVideo",
     "TorchCodecVideo",
     "Video",
     "VideoDecodeError",
     "open_video",
+    "still_image",
 ]

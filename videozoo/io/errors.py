@@ -26,6 +26,18 @@ class EmptyWindowError(VideoDecodeError):
     """
 
 
+class StillImageError(VideoDecodeError):
+    """The file is a still image (one picture, no motion), given where a video is expected.
+
+    ``kind`` names its format ("PNG", "JPEG", ...). Callers that mean to score pictures as
+    one-frame clips open them with ``open_video(..., images=True)``.
+    """
+
+    def __init__(self, path: str | os.PathLike, kind: str):
+        self.kind = kind
+        super().__init__(path, f"is a still image ({kind}), not a video: one picture holds no motion to recognise")
+
+
 class DamagedVideoWarning(UserWarning):
     """Some frames of a video were damaged or missing but decoding went on."""
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 from .base import Video
-from .errors import VideoDecodeError
+from .errors import StillImageError, VideoDecodeError
 from .frames import FrameFolderVideo
 from .pyav import PyAVVideo
 from .source import source_kind
+from .still import still_image
 from .stream import DEFAULT_STREAM_TIMEOUT_SEC, StreamVideo
 from .torchcodec import TorchCodecVideo, torchcodec_available
 
@@ -24,6 +25,7 @@ def open_video(
     fps: float | None = None,
     format: str | None = None,
     timeout: float | None = DEFAULT_STREAM_TIMEOUT_SEC,
+    images: bool = False,
 ) -> Video:
     """Open a video file, a folder of frames or a stream.
 
@@ -45,6 +47,10 @@ def open_video(
         ``"mpegts"``, or ``"h264"`` for a raw H.264 stream on standard input.
     timeout: seconds a URL stream may stay silent, when opening and
         between reads, before it is reported as failed (``None``: wait).
+    images: open a still image file (PNG, JPEG, BMP, WebP, TIFF, a one-picture
+        GIF) as a one-frame video; by default it is refused with
+        :class:`StillImageError`. Animated images and folders of frames are
+        videos either way.
 
     Raises :class:`VideoDecodeError` naming the input and the reason when it
     cannot be opened, holds no decodable video stream, or is something that
@@ -57,6 +63,10 @@ def open_video(
     kind = source_kind(p)
     if kind == "folder":
         return FrameFolderVideo(p, fps=fps)
+    if kind == "file" and not images:
+        still = still_image(p)
+        if still is not None:
+            raise StillImageError(p, still)
     if kind != "file":
         if backend == "torchcodec":
             raise VideoDecodeError(p, f"backend 'torchcodec' reads files only; this is a stream ({kind})")

@@ -63,6 +63,7 @@ from videozoo.jobs.rundir import (
     write_text_atomic,
 )
 from videozoo.models.registry import get_spec, list_models
+from videozoo.models.spec import weights_word
 from videozoo.weights import hub
 
 LAST_MODES = ("pad", "drop")
@@ -559,6 +560,9 @@ class DenseConfig:
     wait: bool = False
     parquet: bool = False  # also write the run's windows as one table, OUT/features.parquet
 
+    def __post_init__(self) -> None:
+        self.weights = weights_word(self.weights)  # "none" is None, as on the command line
+
     @property
     def plan(self) -> DensePlan:
         return DensePlan(self.clip_frames, self.stride, self.fps, self.last, self.lookahead)
@@ -826,14 +830,15 @@ def write_video(run: DenseRun, index: RecordWriter, i: int, result: DenseResult 
 
 def weights_sha256(model: str, weights: str | os.PathLike | None) -> str | None:
     """The sha256 of the file that ``create_model(model, weights=weights)`` reads (None: random weights)."""
-    if weights is None:
-        return None
     spec = get_spec(model)
-    key = spec.weights_key(weights) if isinstance(weights, str) else weights
-    if isinstance(key, str) and key in spec.weights:
-        path = hub.fetch(spec.weights[key], progress=False)  # already there: the engine has loaded it
+    choice = spec.resolve_weights(weights)
+    if choice.random:
+        return None
+    if choice.key is not None:
+        path = hub.fetch(spec.weights[choice.key], progress=False)  # already there: the engine has loaded it
     else:
-        path = Path(key)
+        assert choice.path is not None
+        path = choice.path
     return file_sha256(path)
 
 

@@ -37,6 +37,7 @@ from videozoo.jobs.rundir import (
     write_text_atomic,
 )
 from videozoo.models.registry import get_spec
+from videozoo.models.spec import weights_word
 
 
 @dataclass
@@ -60,6 +61,7 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         self.views = ViewPlan.parse(self.views)
+        self.weights = weights_word(self.weights)  # "none" is None, as on the command line
 
     def to_dict(self) -> dict:
         """The settings the features depend on (not how this invocation was started: resume, wait)."""

@@ -159,15 +159,15 @@ def data_sha256(spec: str | os.PathLike | None, *, videos: list[str] | None = No
 
 def weights_sha256(model: str, weights: str | os.PathLike | None) -> str | None:
     """The sha256 of the weights file `create_model(model, weights=weights)` reads (None: random)."""
-    if weights is None:
-        return None
     from videozoo.models.registry import get_spec
     from videozoo.weights import hub
 
     spec = get_spec(model)
-    path = (
-        hub.cache_path(spec.weights[weights]) if isinstance(weights, str) and weights in spec.weights else Path(weights)
-    )
+    choice = spec.resolve_weights(weights)
+    if choice.random:
+        return None
+    path = hub.cache_path(spec.weights[choice.key]) if choice.key is not None else choice.path
+    assert path is not None
     return file_sha256(path) if path.is_file() else f"no file at {path}"
 
 

@@ -36,17 +36,19 @@ def create_model(
 ) -> VideoClassifier:
     """Build the model `name`.
 
-    weights: None for random initialisation; "default" for the entry's default weights
+    weights: None (or "none") for random initialisation; "default" for the entry's default weights
     (`spec.default_weights`: "kinetics400" for the published models, the packaged file for
     motion_tiny); "kinetics400" (or another key of the entry's weight sources) for those weights,
     from the package, the cache or downloaded once; or the path of a local checkpoint in any
-    supported format (detected from its content).
+    supported format (detected from its content). The same words as every `--weights` flag
+    (`ModelSpec.resolve_weights`).
     A videozoo checkpoint rebuilds the architecture, clip settings and class names it records.
     num_classes: a different count from the weights' replaces the classifier (for fine-tuning).
     The model has `class_names` (a list, or None when unknown) and is returned in eval mode.
     """
     spec = get_spec(name)
-    if weights is None:
+    choice = spec.resolve_weights(weights)
+    if choice.random:
         model = spec.build(num_classes=num_classes)
         model.model_name = spec.name
         model.input_config = spec.input
@@ -56,23 +58,8 @@ def create_model(
         elif (num_classes or spec.num_classes) == 400:
             model.class_names = list(kinetics400_classes())
         return model.eval()
-
-    if isinstance(weights, str):
-        weights = spec.weights_key(weights)
-
-    if isinstance(weights, str) and weights in spec.weights:
-        source = spec.weights[weights]
-        path = hub.fetch(source, progress=progress)
-    elif (
-        isinstance(weights, str)
-        and os.path.sep not in weights
-        and not Path(weights).exists()
-        and not weights.endswith((".pth", ".pyth", ".pkl", ".pt", ".safetensors", ".ckpt"))
-    ):
-        known = ", ".join(spec.weights) or "none"
-        raise ValueError(f"{name}: unknown weights {weights!r} (published: {known}; or give a file path)")
-    else:
-        path = Path(weights)
+    path = hub.fetch(spec.weights[choice.key], progress=progress) if choice.key is not None else choice.path
+    assert path is not None
     ckpt = read_checkpoint(path)
     return model_from_checkpoint(spec, ckpt, num_classes=num_classes)
 

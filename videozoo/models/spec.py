@@ -7,13 +7,45 @@ imports the families and answers look-ups, so this module imports no family.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from videozoo.data.input_config import InputConfig
 from videozoo.models.base import VideoClassifier
 from videozoo.weights.sources import WeightSource
+
+#: What every `--weights` flag and `weights=` argument takes, in the same words everywhere.
+WEIGHTS_HELP = (
+    "default (the model's default weights: the official kinetics400 ones, or those packaged with "
+    "videozoo, e.g. motion_tiny's), a published key such as kinetics400 (see `videozoo models`), "
+    "a checkpoint path, or none (random initialisation)"
+)
+#: Words for random initialisation (any case); `None` means the same in Python.
+RANDOM_WEIGHTS = ("none", "random")
+# File endings that make an unknown word a path (a missing file then says so) rather than a key.
+_CHECKPOINT_ENDINGS = (".pth", ".pyth", ".pkl", ".pt", ".safetensors", ".ckpt", ".onnx", ".bin")
+
+
+def weights_word(value: str | os.PathLike | None) -> str | os.PathLike | None:
+    """A weights choice in its one reading: ``none``/``random`` (any case) -> None, else unchanged."""
+    if isinstance(value, str) and value.strip().lower() in RANDOM_WEIGHTS:
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """Where a model's weights come from: a published `key`, a checkpoint `path`, or neither (random)."""
+
+    key: str | None = None
+    path: Path | None = None
+
+    @property
+    def random(self) -> bool:
+        return self.key is None and self.path is None
 
 
 @dataclass(frozen=True)
@@ -53,7 +85,35 @@ class ModelSpec:
 
     def weights_key(self, key: str) -> str:
         """`key` with "default" replaced by this entry's default weights key."""
-        return self.default_weights if key == "default" else key
+        return self.default_weights if key.strip().lower() == "default" else key
+
+    def resolve_weights(self, weights: str | os.PathLike | None) -> WeightsChoice:
+        """The one reading of a weights choice (see :data:`WEIGHTS_HELP`) for this entry.
+
+        ``default`` -> the entry's default key; ``none``/``random``/None -> random; a key of
+        `weights` -> that key; anything else is a checkpoint path when it looks like one (it exists,
+        holds a folder separator or ends as a checkpoint does); an unknown word is a ValueError
+        listing the published keys.
+        """
+        weights = weights_word(weights)
+        if weights is None:
+            return WeightsChoice()
+        if isinstance(weights, str):
+            key = self.weights_key(weights)
+            if key in self.weights:
+                return WeightsChoice(key=key)
+            if key != weights:  # "default" of an entry whose default key is not among its sources
+                raise ValueError(f"{self.name}: its default weights {key!r} are not among its published ones")
+            looks_like_path = (
+                os.path.sep in weights or Path(weights).exists() or weights.lower().endswith(_CHECKPOINT_ENDINGS)
+            )
+            if not looks_like_path:
+                known = ", ".join(self.weights) or "none"
+                raise ValueError(
+                    f"{self.name}: unknown weights {weights!r} (published: {known}; or default, none, "
+                    "or a checkpoint path)"
+                )
+        return WeightsChoice(path=Path(weights))
 
     def build(self, *, num_classes: int | None = None, **overrides: Any) -> VideoClassifier:
         """The family class built with this entry's `arch`, `overrides` laid over it.

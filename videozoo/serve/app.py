@@ -3,8 +3,8 @@
     GET  /             the web page (self-contained, works offline)
     GET  /health       200 with the loaded models once ready, 503 before
     GET  /v1/models    the served models: classes, input config, precision
-    POST /v1/predict   multipart `video` (+ `model`, `views`, `top_k`, and for a zero-shot model `labels`,
-                       `template`): one `videozoo predict --json` entry
+    POST /v1/predict   multipart `video` (+ `model`, `views`, `top_k`, `images`, and for a zero-shot model
+                       `labels`, `template`): one `videozoo predict --json` entry
     POST /v1/timeline  multipart `video` (+ `model`, `stride`, `window`, `min_segment`, `smooth`, `top_k`, and
                        for a zero-shot model `labels`, `template`, `none_threshold`): the timeline.json of
                        `videozoo timeline`
@@ -34,7 +34,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from videozoo.engine import Engine, ViewPlan, ViewPlanError
-from videozoo.io.errors import VideoDecodeError
+from videozoo.io.errors import StillImageError, VideoDecodeError
 from videozoo.jobs.classify import (
     DEFAULT_TEMPLATE,
     check_template,
@@ -46,6 +46,7 @@ from videozoo.jobs.classify import (
 from videozoo.serve import timeline_api
 from videozoo.serve.config import ServeConfig
 from videozoo.serve.errors import ERROR_SCHEMA, ApiError, install_error_handlers
+from videozoo.serve.fields import expected, field_patterns, listed_fields, matches
 from videozoo.serve.page import page_html
 from videozoo.serve.pool import Engines, InferencePool, NotReady, QueueFull, ShuttingDown
 from videozoo.serve.upload import Upload, received_upload
@@ -68,7 +69,7 @@ def build_engines(config: ServeConfig) -> Engines:
         "views": config.views,
         "device": config.device,
         "precision": config.precision,
-        "threads": config.intra_op_threads(),
+        "threads": config.decoder_threads or config.intra_op_threads(),
     }
     return {
         # A zero-shot model's labels come with each request (relabel).
@@ -150,7 +151,10 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
                 "views": "CLIPSxCROPS, e.g. 1x1 or 10x3, or published",
                 "top_k": "how many classes to return (default 5)",
                 **_LABEL_FIELDS,
-            }
+                "images": "true: score a still image (PNG, JPEG, ...) as a one-frame clip; by default it is "
+                "refused with 415 not_a_video",
+            },
+            config,
         ),
         responses=_ERROR_RESPONSES,
     )
@@ -158,17 +162,18 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
         """Top-k actions of the uploaded video: the object `videozoo predict --json` prints for it."""
         with _admitted(pool):
             async with received_upload(request, state.folder, max_bytes=config.max_upload_bytes) as upload:
-                fields = _Fields(upload, config, allowed={"model", "views", "top_k", "labels", "template"})
+                fields = _Fields(upload, config, allowed={"model", "views", "top_k", "images", "labels", "template"})
                 model = fields.model()
                 plan = fields.views(pool.engines[model])
                 top_k = fields.positive_int("top_k", config.top_k)
                 labels = fields.labels(pool.engines[model])
+                images = fields.values.get("images", "").strip(" ") == "true"
                 _require_video(upload)
                 path = upload.path
 
                 def job(engines: Engines) -> dict[str, Any]:
                     engine = engines[model] if labels is None else relabel(engines[model], *labels)
-                    return engine.with_views(plan).predict(path).entry(model, top_k=top_k)
+                    return engine.with_views(plan).with_images(images).predict(path).entry(model, top_k=top_k)
 
                 entry = await _run(pool, job, upload)
                 entry["video"] = upload.filename  # the name the client gave, not the temporary file's
@@ -187,7 +192,8 @@ def create_app(config: ServeConfig, *, pool: InferencePool | None = None, on_fai
                 **_LABEL_FIELDS,
                 "none_threshold": "zero-shot models: windows and segments where no label's probability reaches "
                 "this (above 1/labels, under 1) are labelled none",
-            }
+            },
+            config,
         ),
         responses={**_ERROR_RESPONSES, 501: {"description": "timelines are not available in this installation"}},
     )
@@ -251,6 +257,11 @@ class _Fields:
                 "bad_field",
                 f"unknown form field(s) {', '.join(unknown)}; this endpoint takes video, {', '.join(sorted(allowed))}",
             )
+        # The schema's pattern of each field, checked first: what the schema refuses, the server refuses.
+        patterns = field_patterns(config)
+        for name, text in self.values.items():
+            if not matches(patterns, name, text):
+                raise self._bad(name, f"expected {expected(name, config)}")
 
     def _bad(self, name: str, why: str) -> ApiError:
         return ApiError(400, "bad_field", f"{name}={self.values.get(name)!r}: {why}")
@@ -417,6 +428,13 @@ async def _run(pool: InferencePool, job, upload: Upload) -> Any:
         ) from None
     except ShuttingDown:
         raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "5"}) from None
+    except StillImageError as e:
+        raise ApiError(
+            415,
+            "not_a_video",
+            f"{upload.filename}: a still image ({e.kind}), not a video: one picture holds no motion to recognise "
+            "(POST /v1/predict with images=true scores it as a one-frame clip)",
+        ) from None
     except VideoDecodeError as e:
         reason = str(e).replace(str(upload.path), "").lstrip(": ") or "unreadable"
         raise ApiError(415, "not_a_video", f"{upload.filename}: not a video that can be decoded ({reason})") from None
@@ -469,18 +487,21 @@ def _describe(name: str, weights: str | None, engine: Engine) -> dict[str, Any]:
     }
 
 
-def _multipart_doc(fields: dict[str, str]) -> dict:
-    """The OpenAPI request body of a multipart endpoint (its body is parsed by hand, as it streams)."""
-    props = {"video": {"type": "string", "format": "binary", "description": "the video file"}}
-    props.update({k: {"type": "string", "description": v} for k, v in fields.items()})
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {"schema": {"type": "object", "properties": props, "required": ["video"]}}
-            },
-        }
-    }
+def _multipart_doc(fields: dict[str, str], config: ServeConfig) -> dict:
+    """The OpenAPI request body of a multipart endpoint (its body is parsed by hand, as it streams).
+
+    It lists the fields the endpoint takes and no others (the server refuses others with 400
+    bad_field), each with the pattern the server checks its value against.
+    """
+    patterns = field_patterns(config)
+    listed, required = listed_fields(fields, config)
+    props: dict[str, Any] = {"video": {"type": "string", "format": "binary", "description": "the video file"}}
+    for name, what in listed.items():
+        props[name] = {"type": "string", "description": what}
+        if name in patterns:
+            props[name]["pattern"] = patterns[name]
+    schema = {"type": "object", "properties": props, "required": ["video", *required], "additionalProperties": False}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
 _ERROR_RESPONSES: dict = {

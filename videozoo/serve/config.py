@@ -29,7 +29,8 @@ class ServeConfig:
     views: str = "1x1"  # the default of the `views` field
     top_k: int = 5  # the default of the `top_k` field
     max_views: int = MAX_VIEWS
-    threads: int | None = None  # intra-op threads per worker (default: the cores shared out)
+    threads: int | None = None  # the model's intra-op threads per worker (default: the cores shared out)
+    decoder_threads: int | None = None  # FFmpeg threads per video (default: `threads`' count)
     # A temporary folder is made inside this one (default: TMPDIR, else the system's).
     temp_root: str | None = None
 

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from videozoo.data.workers import DEFAULT_STALL_SECONDS, check_stall_seconds
+from videozoo.models.spec import WEIGHTS_HELP, weights_word
 
 SCHEDULES = ("step", "cosine")
 OPTIMIZERS = ("sgd", "adamw")
@@ -56,7 +57,7 @@ class TrainConfig:
     model: str = ""
     data: str = ""
     out: str = ""
-    weights: str | None = None  # None: random init; "kinetics400" or a checkpoint path: fine-tune
+    weights: str | None = None  # None: random init; "default", "kinetics400" or a checkpoint path: fine-tune
     val_data: str | None = None
     classes: str | None = None  # a file of class names, one a line (default: sorted training labels)
     resume: bool = False
@@ -124,7 +125,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_workers < 0:
-            raise ValueError("num_workers must be >= 0")
+            raise ValueError(f"num_workers must be 0 or more, got {self.num_workers}")
         check_stall_seconds(self.stall_timeout)
         if self.warmup_epochs < 0 or not 0 < self.warmup_factor <= 1:
             raise ValueError("warmup_epochs must be >= 0 and warmup_factor in (0, 1]")
@@ -217,6 +218,8 @@ def config_from_dict(values: dict[str, Any], *, base: TrainConfig | None = None,
         raise ValueError(f"{source}: unknown setting(s): {', '.join(unknown)}")
     hints = _hints()
     changes = {k: _coerce(k, hints[k], v) for k, v in values.items()}
+    if "weights" in changes:
+        changes["weights"] = weights_word(changes["weights"])  # "none" is None, as on every --weights
     return dataclasses.replace(base or TrainConfig(), **changes)
 
 
@@ -250,8 +253,8 @@ _HELP = {
     "video named; the run then saves its checkpoint and stops",
     "data": "training videos: a class-folder tree, a Kinetics CSV, or a 'path label' list",
     "out": "output folder (config.yaml, metrics.csv, checkpoint_last.pth, model.pth)",
-    "weights": "start from 'kinetics400' (or another published key) or a checkpoint path; "
-    "the classifier is replaced when the classes differ",
+    "weights": f"weights to start from: {WEIGHTS_HELP}; default: none. The classifier is replaced when the "
+    "classes differ",
     "val_data": "held-out videos, evaluated on one centred clip per video after each epoch",
     "classes": "file of class names, one a line (default: the sorted training labels)",
     "resume": "continue from OUT/checkpoint_last.pth",
@@ -266,7 +269,8 @@ _HELP = {
     "precision": "fp32, bf16 (autocast; CPU or CUDA) or fp16 (CUDA, with gradient scaling)",
     "freeze_bn": "keep BatchNorm layers in eval mode (running statistics frozen); for small batches",
     "sync_bn": "synchronise BatchNorm statistics across processes (CUDA only)",
-    "device": "auto, cpu, cuda or cuda:N",
+    "device": "cpu, cuda, cuda:N or auto",
+    "num_workers": "decoding worker processes (0: decode in this one)",
     "arch": "model-size overrides passed to the family class, e.g. width_factor=0.5 depth_factor=0.5",
     "num_frames": "frames per clip (overrides the model's input)",
     "sampling_rate": "take every n-th frame at the model's fps",
@@ -279,6 +283,10 @@ _HELP = {
     "progress": "auto (a bar on a terminal, log lines otherwise), bar, log or none",
     "check_videos": "open every training video before the first epoch; stop if none, or none of a class, can be read",
 }
+
+
+# Other spellings of a flag, as the other subcommands spell it.
+_ALIASES = {"num_workers": ("--workers",)}
 
 
 def _parse_pair(text: str) -> tuple[str, Any]:
@@ -324,8 +332,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
             parser.add_argument(flag, nargs="*", type=_parse_pair, metavar="KEY=VALUE", **kwargs)
         else:
             convert = _optional(base) if optional else base
+            if f.name == "weights":
+                convert = weights_word
             choices = {"schedule": SCHEDULES, "optimizer": OPTIMIZERS, "precision": PRECISIONS, "progress": PROGRESS}
-            parser.add_argument(flag, type=convert, choices=choices.get(f.name), **kwargs)
+            parser.add_argument(flag, *_ALIASES.get(f.name, ()), type=convert, choices=choices.get(f.name), **kwargs)
     return parser
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
@@ -92,13 +91,12 @@ def build_model(
     Pretrained weights are loaded into the checkpoint's architecture with the overrides laid over
     it; the classifier is replaced unless the checkpoint's class names are exactly the dataset's.
     """
-    if cfg.weights is None:
+    choice = spec.resolve_weights(cfg.weights)
+    if choice.random:
         model = spec.build(num_classes=len(class_names), **overrides)
         return model, "random initialisation"
-    if cfg.weights in spec.weights:
-        path = hub.fetch(spec.weights[cfg.weights])
-    else:
-        path = Path(cfg.weights)
+    path = hub.fetch(spec.weights[choice.key]) if choice.key is not None else choice.path
+    assert path is not None
     model = model_from_checkpoint(spec, read_checkpoint(path), arch=overrides)
     pretrained = list(model.class_names) if model.class_names is not None else None
     if pretrained == list(class_names):

@@ -231,10 +231,11 @@ def _model_on_device(
 ) -> tuple[VideoClassifier, nn.parallel.DistributedDataParallel | None]:
     """The model to train, named and with its clip (for its checkpoints), on the process's device."""
     overrides = arch_overrides(spec, cfg, input_config)
-    if procs.active and cfg.weights in spec.weights:
+    key = spec.resolve_weights(cfg.weights).key
+    if procs.active and key is not None:
         # One download, by rank 0; the others then read it from the cache.
         if procs.main:
-            hub.fetch(spec.weights[cfg.weights])
+            hub.fetch(spec.weights[key])
         procs.barrier()
     model, origin = build_model(spec, cfg, overrides, class_names)
     log(
