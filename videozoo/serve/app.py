@@ -252,10 +252,12 @@ class _Fields:
         self.values, self.config = upload.fields, config
         unknown = sorted(set(self.values) - allowed)
         if unknown:
+            # What the schema lists for this server (a server of classifiers lists no zero-shot fields).
+            takes = sorted(listed_fields(dict.fromkeys(allowed, ""), config)[0])
             raise ApiError(
                 400,
                 "bad_field",
-                f"unknown form field(s) {', '.join(unknown)}; this endpoint takes video, {', '.join(sorted(allowed))}",
+                f"unknown form field(s) {', '.join(unknown)}; this endpoint takes video, {', '.join(takes)}",
             )
         # The schema's pattern of each field, checked first: what the schema refuses, the server refuses.
         patterns = field_patterns(config)
