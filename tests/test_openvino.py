@@ -243,3 +243,53 @@ def test_keep_signal_stack_puts_the_threads_own_back(own):
     t.start()
     t.join()
     assert result["after"] == result["before"]
+
+
+# -- an AVX2-only CPU's instruction set, emulated on this one (docs/engine.md) ----------------------
+
+_UNDER_AVX2_CAP = textwrap.dedent(
+    """
+    import collections, dataclasses
+    import torch
+    import videozoo
+    from videozoo.engine import Engine
+
+    torch.manual_seed(0)
+    model = videozoo.create_model("x3d_xs")
+    model.input_config = dataclasses.replace(model.input_config, crop_size=64, short_side=64)
+    engine = Engine(model, backend="auto")
+    engine.forward(torch.randn(1, 3, 4, 64, 64), "logits")
+    kernels = collections.Counter()
+    for req in engine.runner._requests.values():
+        for op in req.get_compiled_model().get_runtime_model().get_ordered_ops():
+            info = {k: v.astype(str) for k, v in op.get_rt_info().items()}
+            if info.get("layerType") == "Convolution":
+                kernels[info["primitiveType"]] += 1
+    print(engine.backend, engine.precision.name, sorted(kernels))
+    """
+)
+
+
+def _cpu_flags() -> str:
+    try:
+        return open("/proc/cpuinfo").read()
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(" avx2" not in _cpu_flags(), reason="an x86 Linux CPU with AVX2")
+def test_the_avx2_cap_reaches_openvino_convolutions_and_auto_runs_fp32(tmp_path):
+    # ONEDNN_MAX_CPU_ISA is read by the oneDNN inside OpenVINO's CPU plugin too: the capped benchmark
+    # runs OpenVINO's convolutions with AVX2 kernels, and auto takes fp32 (bf16 is not native there).
+    env = {
+        **os.environ,
+        "VIDEOZOO_HOME": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+    }
+    proc = subprocess.run([sys.executable, "-c", _UNDER_AVX2_CAP], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    backend, precision, kernels = proc.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert (backend, precision) == ("openvino", "fp32")
+    assert "avx2" in kernels and "avx512" not in kernels, kernels
