@@ -25,20 +25,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
-# OpenVINO's runtime, once it has compiled many graphs in one process, can crash that process at a later
-# start of a subprocess (seen in a pytest-xdist worker running the CLI tests after it): its tests run in
-# a pytest process of their own.
-OWN_PROCESS := tests/test_openvino.py
-
 # What CI runs: everything but the tests marked slow.
 test: $(STAMP)
-	$(PYTEST) -m "not slow" --ignore $(OWN_PROCESS) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest found no test to run" >&2; exit $$rc; }
-	$(BIN)/python -m pytest -q -m "not slow" $(OWN_PROCESS)
+	$(PYTEST) -m "not slow" || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest found no test to run" >&2; exit $$rc; }
 
 # Every test, the slow ones (training from scratch, full-size duplicates) included.
 test-all: $(STAMP)
-	$(PYTEST) --ignore $(OWN_PROCESS)
-	$(BIN)/python -m pytest -q $(OWN_PROCESS)
+	$(PYTEST)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/predict.py

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
 
 import pytest
 import torch
@@ -163,3 +169,127 @@ def test_the_cli_runs_openvino_and_refuses_an_onnx_file(tmp_path, capsys):
     assert len(entry["top_k"]) == 5
     with pytest.raises(ValueError, match="onnxruntime"):
         Engine.build("x3d_xs", weights=str(tmp_path / "m.onnx"), backend="openvino")
+
+
+# -- signal stacks: OpenVINO's compilations must leave the thread's own in place -------------------
+
+# A process that compiles a model for two engines, releases them in the order they were made, then
+# takes signals handled on the alternate stack: Python's own handler, and a DataLoader's SIGCHLD
+# through a subprocess's exit. Without the guard OpenVINO's CPU plugin leaves the thread's stack
+# pointing at memory it has unmapped, and the first such signal is a SIGSEGV.
+_SIGNALS_AFTER_RELEASE = textwrap.dedent(
+    """
+    import dataclasses, gc, os, signal, subprocess, sys
+    import torch
+    import videozoo
+    from videozoo.engine import Engine
+    from videozoo.engine import openvino as ovb
+    from torch.utils.data._utils import signal_handling
+
+    torch.manual_seed(0)
+    model = videozoo.create_model("x3d_xs")
+    model.input_config = dataclasses.replace(model.input_config, crop_size=64, short_side=64)
+    before = ovb.signal_stack()
+    engines = [Engine(model, precision="fp32", backend="openvino") for _ in range(2)]
+    for engine in engines:
+        engine.forward(torch.randn(1, 3, 4, 64, 64), "logits")
+    del engine
+    for _ in range(2):
+        del engines[0]  # the first compiled, first released
+        gc.collect()
+    print("stack", ovb.signal_stack(), before, flush=True)
+    got = []
+    signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+    os.kill(os.getpid(), signal.SIGUSR1)
+    signal_handling._set_SIGCHLD_handler()  # what a DataLoader with workers installs
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    print("survived", got)
+    """
+)
+
+
+def test_signals_after_compiled_models_are_released_do_not_crash_the_process(tmp_path):
+    env = {**os.environ, "VIDEOZOO_HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGNALS_AFTER_RELEASE], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "survived [1]" in proc.stdout
+
+
+def _install_stack(size: int = 1 << 16):
+    buf = ctypes.create_string_buffer(size)
+    stack = ovb._SignalStack(ctypes.cast(buf, ctypes.c_void_p), 0, size)
+    assert ovb._sigaltstack(ctypes.byref(stack), None) == 0
+    return buf
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack through ctypes: Linux")
+@pytest.mark.parametrize("own", [True, False], ids=["thread with a stack", "thread without"])
+def test_keep_signal_stack_puts_the_threads_own_back(own):
+    result = {}
+
+    def run():
+        kept = [_install_stack()] if own else []
+        before = ovb.signal_stack()
+        assert before is not None and before[2] is not own
+        with ovb.keep_signal_stack():
+            kept.append(_install_stack())  # as OpenVINO's compilation does
+            assert ovb.signal_stack() != before
+        result["after"], result["before"] = ovb.signal_stack(), before
+        ovb._sigaltstack(ovb._SignalStack(None, 2, 0), None)  # the buffers go with this thread
+
+    t = threading.Thread(target=run)  # a fresh thread: no stack of its own yet
+    t.start()
+    t.join()
+    assert result["after"] == result["before"]
+
+
+# -- an AVX2-only CPU's instruction set, emulated on this one (docs/engine.md) ----------------------
+
+_UNDER_AVX2_CAP = textwrap.dedent(
+    """
+    import collections, dataclasses
+    import torch
+    import videozoo
+    from videozoo.engine import Engine
+
+    torch.manual_seed(0)
+    model = videozoo.create_model("x3d_xs")
+    model.input_config = dataclasses.replace(model.input_config, crop_size=64, short_side=64)
+    engine = Engine(model, backend="auto")
+    engine.forward(torch.randn(1, 3, 4, 64, 64), "logits")
+    kernels = collections.Counter()
+    for req in engine.runner._requests.values():
+        for op in req.get_compiled_model().get_runtime_model().get_ordered_ops():
+            info = {k: v.astype(str) for k, v in op.get_rt_info().items()}
+            if info.get("layerType") == "Convolution":
+                kernels[info["primitiveType"]] += 1
+    print(engine.backend, engine.precision.name, sorted(kernels))
+    """
+)
+
+
+def _cpu_flags() -> str:
+    try:
+        return open("/proc/cpuinfo").read()
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(" avx2" not in _cpu_flags(), reason="an x86 Linux CPU with AVX2")
+def test_the_avx2_cap_reaches_openvino_convolutions_and_auto_runs_fp32(tmp_path):
+    # ONEDNN_MAX_CPU_ISA is read by the oneDNN inside OpenVINO's CPU plugin too: the capped benchmark
+    # runs OpenVINO's convolutions with AVX2 kernels, and auto takes fp32 (bf16 is not native there).
+    env = {
+        **os.environ,
+        "VIDEOZOO_HOME": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+    }
+    proc = subprocess.run([sys.executable, "-c", _UNDER_AVX2_CAP], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    backend, precision, kernels = proc.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert (backend, precision) == ("openvino", "fp32")
+    assert "avx2" in kernels and "avx512" not in kernels, kernels

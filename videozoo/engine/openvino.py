@@ -20,17 +20,29 @@ and a damaged entry is converted again.
 
 Precision: ``fp32`` (``INFERENCE_PRECISION_HINT=f32``: the fixtures' arithmetic) or ``bf16`` where the
 CPU computes it natively, as the engine's ``auto`` chooses.
+
+Signal stacks: on Linux, OpenVINO's CPU plugin gives the thread that compiles a model an alternate
+signal stack of its own (``sigaltstack``), which it unmaps when that compiled model is destroyed,
+putting back the stack it found only if its own is still the thread's. Two compiled models released
+in the order they were compiled (this runner compiles one per micro-batch size) leave the thread's
+alternate stack pointing at unmapped memory, and the next signal handled there with ``SA_ONSTACK``
+(every Python signal handler: Ctrl-C, a DataLoader's SIGCHLD when a worker or subprocess exits)
+kills the process with SIGSEGV. :func:`keep_signal_stack` puts the thread's own stack back as soon as
+a compilation returns, so OpenVINO's stacks are never in use and their release changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +99,65 @@ def auto_backend(device: torch.device, precision: str) -> str:
     if device.type == "cpu" and precision in ("auto", "fp32", "bf16") and openvino_available():
         return "openvino"
     return "torch"
+
+
+class _SignalStack(ctypes.Structure):
+    """Linux's ``stack_t``: where a thread's signal handlers run when installed with SA_ONSTACK."""
+
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+_SS_DISABLE = 2  # Linux: the thread has no alternate signal stack
+
+
+def _libc_sigaltstack():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sigaltstack
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.POINTER(_SignalStack), ctypes.POINTER(_SignalStack)]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sigaltstack = _libc_sigaltstack()
+
+
+def signal_stack() -> tuple[int, int, bool] | None:
+    """The calling thread's alternate signal stack: (address, size, disabled); None off Linux."""
+    if _sigaltstack is None:
+        return None
+    current = _SignalStack()
+    if _sigaltstack(None, ctypes.byref(current)) != 0:
+        return None
+    return int(current.ss_sp or 0), int(current.ss_size), bool(current.ss_flags & _SS_DISABLE)
+
+
+@contextlib.contextmanager
+def keep_signal_stack() -> Iterator[None]:
+    """Whatever runs inside leaves the calling thread's alternate signal stack as it found it.
+
+    Around OpenVINO's compilations (see the module's docstring): the stack put back is the one the
+    thread had, never one that a later release could unmap."""
+    if _sigaltstack is None:
+        yield
+        return
+    before = _SignalStack()
+    if _sigaltstack(None, ctypes.byref(before)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        now = _SignalStack()
+        if _sigaltstack(None, ctypes.byref(now)) == 0 and (now.ss_sp, now.ss_flags) != (
+            before.ss_sp,
+            before.ss_flags,
+        ):
+            before.ss_flags &= _SS_DISABLE  # SS_ONSTACK is a state, not a setting
+            _sigaltstack(ctypes.byref(before), None)
 
 
 def cache_root() -> Path:
@@ -244,7 +315,8 @@ class OpenVinoRunner:
                 "NUM_STREAMS": 1,
                 "PERFORMANCE_HINT": "LATENCY",
             }
-            compiled = self.core.compile_model(graph, "CPU", config)
+            with keep_signal_stack():  # OpenVINO's own stack would be unmapped under us later
+                compiled = self.core.compile_model(graph, "CPU", config)
             req = compiled.create_infer_request()
             self._requests[batch] = req
         return req
