@@ -42,9 +42,19 @@ REGISTERED = [
     if load_transformer_fixture(s)["model"] in list_models() and "text_prompts" not in load_transformer_fixture(s)
 ]
 # The fixtures this part of the zoo must reproduce; the others arrive with their families.
-REQUIRED = {"videomae_s_k400", "videomae_b_k400", "videomaev2_b_k710", "timesformer_b_k400", "vivit_b_k400"}
-# Over 20 s on two cores: run by `make test-all`; its family's reduced-size tests stay in the default set.
-SLOW = {"timesformer_b_k400", "vivit_b_k400"}
+REQUIRED = {
+    "videomae_s_k400",
+    "videomae_b_k400",
+    "videomaev2_b_k710",
+    "timesformer_b_k400",
+    "vivit_b_k400",
+    "swin3d_t",
+    "swin3d_b",
+    "mvit_v2_s",
+}
+# Over 20 s on two cores: run by `make test-all`; its family's reduced-size tests stay in the default
+# set (Swin3D's and MViTv2's in tests/test_tv_transformers.py).
+SLOW = {"timesformer_b_k400", "vivit_b_k400", "swin3d_t", "swin3d_b", "mvit_v2_s"}
 
 
 def test_required_fixtures_are_registered():
