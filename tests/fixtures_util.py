@@ -142,9 +142,39 @@ def write_deepspeed(path: Path, state: dict[str, torch.Tensor]) -> Path:
     return path
 
 
+def swin_position_index(window: tuple[int, int, int]) -> torch.Tensor:
+    """(N, N) int64 `relative_position_index` of a Swin3D window, as torchvision's files hold it:
+    the flat index of the 3D offset (query - key, shifted to start at 0), time-major."""
+    t, h, w = window
+    pos = [(a, b, c) for a in range(t) for b in range(h) for c in range(w)]
+    rows = [
+        [((qa - ka + t - 1) * (2 * h - 1) + (qb - kb + h - 1)) * (2 * w - 1) + (qc - kc + w - 1) for ka, kb, kc in pos]
+        for qa, qb, qc in pos
+    ]
+    return torch.tensor(rows, dtype=torch.int64)
+
+
+def write_torchvision_pth(path: Path, state: dict[str, torch.Tensor], *, swin_window=None) -> Path:
+    """torchvision's `.pth`: a bare state dict; for Swin3D with each block's int64
+    `relative_position_index` after its bias table, as torchvision's published files hold them."""
+    out = {}
+    index = swin_position_index(swin_window) if swin_window else None
+    for k, v in state.items():
+        out[k] = v
+        if index is not None and k.endswith(".attn.relative_position_bias_table"):
+            out[k.replace("relative_position_bias_table", "relative_position_index")] = index.clone()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, path)
+    return path
+
+
 def write_official_transformer(fx: dict, target: Path) -> Path:
-    """The fixture's deterministic weights in its official layout: a directory, or a DeepSpeed file."""
+    """The fixture's deterministic weights in its official layout: a directory, a DeepSpeed file
+    or a torchvision `.pth` (Swin3D's with its position index buffers, as the files hold them)."""
     state = deterministic_state(fx)
+    if fx["checkpoint_format"].startswith("torchvision"):
+        window = (8, 7, 7) if "relative_position_index" in fx["checkpoint_format"] else None
+        return write_torchvision_pth(target.with_suffix(".pth"), state, swin_window=window)
     if "config" in fx:
         weights = "model.safetensors" if "safetensors" in fx["checkpoint_format"].split("+")[0] else "pytorch_model.bin"
         return write_transformers_dir(target, fx["config"], state, weights=weights)

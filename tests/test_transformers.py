@@ -49,10 +49,14 @@ REQUIRED = {
     "timesformer_b_k400",
     "vivit_b_k400",
     "vjepa2_l_ssv2",
+    "swin3d_t",
+    "swin3d_b",
+    "mvit_v2_s",
 }
-# Over 20 s on two cores: run by `make test-all`; its family's reduced-size tests stay in the default set
-# (V-JEPA 2's, against a transformers reference at a reduced size, in tests/test_vjepa2.py).
-SLOW = {"timesformer_b_k400", "vivit_b_k400", "vjepa2_l_ssv2"}
+# Over 20 s on two cores: run by `make test-all`; each family's reduced-size tests stay in the default set
+# (V-JEPA 2's, against a transformers reference at a reduced size, in tests/test_vjepa2.py; Swin3D's and
+# MViTv2's in tests/test_tv_transformers.py).
+SLOW = {"timesformer_b_k400", "vivit_b_k400", "vjepa2_l_ssv2", "swin3d_t", "swin3d_b", "mvit_v2_s"}
 # Tensors of an official file that the model sets aside by name: V-JEPA 2's self-supervised
 # predictor, which classification never runs (the fixture's parameter count includes it).
 SET_ASIDE = ("vjepa2.predictor.",)

@@ -13,7 +13,7 @@ import difflib
 
 from videozoo.models import i3d_caffe2, i3d_inception, motion_tiny, mvit, resnet, s3d, slowfast, tv_resnet, x3d  # noqa: F401  (they register)
 from videozoo.models.spec import SPECS, ModelSpec
-from videozoo.models.transformers import timesformer, videomae, vivit, vjepa2  # noqa: F401  (register)
+from videozoo.models.transformers import mvit_v2, swin3d, timesformer, videomae, vivit, vjepa2  # noqa: F401  (register)
 from videozoo.models.video_text import xclip  # noqa: F401  (registers)
 
 _REGISTRY = SPECS

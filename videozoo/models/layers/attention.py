@@ -46,18 +46,51 @@ class Attention(nn.Module):
         return torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])  # (3*D,)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, rope: Tensor | None = None) -> Tensor:
-        """x (B, N, D); mask: None, or additive (B or 1, 1 or heads, N, N) scores, 0 where a query may
-        attend a key and a large negative value where it may not (see `causal_mask`); rope: None, or
-        (2, N, head_dim) rotary tables (`rope_tables`) that rotate the queries and keys."""
+        """x (B, N, D), or (B, W, N, D): W groups of N tokens (Swin's windows), each attended alone.
+
+        mask: None, or additive scores, 0 where a query may attend a key and a large negative value
+        where it may not (see `causal_mask`): (B or 1, 1 or heads, N, N) for (B, N, D) tokens; for
+        groups, (1, heads, N, N) shared by every group or (W, heads, N, N), one per group.
+        rope: None, or (2, N, head_dim) rotary tables (`rope_tables`) that rotate the queries and keys
+        of (B, N, D) tokens.
+        """
+        if x.ndim == 4:
+            if rope is not None:
+                raise ValueError("Attention: rotary positions are for (B, N, D) tokens, not grouped ones")
+            return self._grouped(x, mask)
         b, n, d = x.shape
         qkv = F.linear(x, self.qkv.weight, self._qkv_bias())  # (B, N, 3*D)
         qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        dropout = self.dropout if self.training else 0.0
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
+        x = self._attend(q, k, v, mask)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
+
+    def _grouped(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        b, w, n, d = x.shape
+        h = self.num_heads
+        qkv = F.linear(x, self.qkv.weight, self._qkv_bias())  # (B, W, N, 3*D)
+        qkv = qkv.reshape(b, w, n, 3, h, self.head_dim).permute(3, 0, 1, 4, 2, 5)  # (3, B, W, heads, N, hd)
+        if mask is None or mask.shape[0] == 1:
+            # One mask for every group: the groups are batch entries, (B*W, heads, N, hd).
+            q, k, v = qkv.reshape(3, b * w, h, n, self.head_dim).unbind(0)
+            out = self._attend(q, k, v, mask)
+        else:
+            # A mask per group: groups and heads share one axis, (B, W*heads, N, hd), so that the
+            # (1, W*heads, N, N) mask broadcasts over the batch without a copy per clip.
+            q, k, v = qkv.reshape(3, b, w * h, n, self.head_dim).unbind(0)
+            out = self._attend(q, k, v, mask.expand(w, h, n, n).reshape(1, w * h, n, n))
+        # (B, W, N, D). The copy is explicit: traced, the attention's output is laid out so that this
+        # merge of the heads is a view, which fails once ONNX's export decomposes the masked attention.
+        out = out.reshape(b, w, h, n, self.head_dim).transpose(2, 3).clone(memory_format=torch.contiguous_format)
+        return self.proj(out.reshape(b, w, n, d))
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is not None and mask.is_floating_point() and mask.dtype != q.dtype:
+            mask = mask.to(q.dtype)  # an additive mask must be in the products' precision (bf16)
+        dropout = self.dropout if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
 
 
 class CrossAttention(nn.Module):
