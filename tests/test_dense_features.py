@@ -576,3 +576,15 @@ def test_actionformer_preset_end_to_end(official_checkpoint, tmp_path):
     assert feats.shape == (3, 1024) and side["frames"] == 26 and side["fps"] == 30.0
     assert side["preset"] == "actionformer-thumos-i3d" and side["model"] == "i3d_inception_rgb"
     assert [(w["start_frame"], w["end_frame"]) for w in side["windows"]] == [(0, 16), (4, 20), (8, 24)]
+
+
+def test_feature_rows_grow_by_doubling_and_keep_every_row():
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((int(k), 5)).astype(np.float32) for k in rng.integers(1, 40, size=60)]
+    rows = dense.FeatureRows()
+    assert rows.parts() == []
+    for b in batches:
+        rows.append(b)
+    (whole,) = rows.parts()
+    assert rows.count == sum(len(b) for b in batches) > 2 * 256  # past two doublings
+    np.testing.assert_array_equal(whole, np.concatenate(batches))

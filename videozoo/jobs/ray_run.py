@@ -368,12 +368,12 @@ def extract_dense(cfg: dense.DenseConfig, options: RayOptions) -> dict[str, Any]
                     continue
                 *parts, last = payloads
                 info = pickle.loads(last)
-                rows, records = [], []
+                rows, records = dense.FeatureRows(), []
                 for p in parts:
                     feats, recs = pickle.loads(p)
                     rows.append(feats)
                     records.extend(recs)
-                result = dense.dense_result(plan, info, rows, records, dim)
+                result = dense.dense_result(plan, info, rows.parts(), records, dim)
                 windows += dense.write_video(run, index, i, result, None)
                 computed += 1
         return run.finish(computed, windows)
