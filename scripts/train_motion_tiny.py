@@ -1,11 +1,12 @@
-"""Retrain motion_tiny's packaged weights from scratch, on a CPU.
+"""Retrain motion_tiny's packaged weights on a CPU: the packaged weights, fine-tuned on fresh data.
 
     python scripts/train_motion_tiny.py                   # synthesise, train, export to runs/motion_tiny
     python scripts/train_motion_tiny.py --install         # ... and replace the packaged weights
-    python scripts/train_motion_tiny.py --quick           # a small run that checks the set-up learns
+    python scripts/train_motion_tiny.py --quick           # a small run that checks the set-up runs
 
 Steps: (1) render the wide-variety synthetic dataset (`videozoo synth --variety wide` with the
-arguments in DATA below), (2) train with the settings of scripts/motion_tiny.yaml, (3) write the
+arguments in DATA below), (2) train with the settings of scripts/motion_tiny.yaml (which start from
+the packaged weights, `weights: synthetic_motion`; `weights: null` trains from scratch), (3) write the
 weights as safetensors with their record (`CheckpointMeta`: model, architecture, clip, class names,
 training settings, videozoo version), and print their sha256 and size.
 With --install the file is copied to videozoo/weights/embedded/ and the registry's sha256 and size
@@ -42,8 +43,8 @@ CONFIG = ROOT / "scripts" / "motion_tiny.yaml"
 PACKAGED = ROOT / "videozoo" / "weights" / "embedded" / "motion_tiny.safetensors"
 REGISTRY = ROOT / "videozoo" / "models" / "motion_tiny.py"
 
-# The training data: 8 classes x 500 videos of 24 frames at 96x96, 15 fps, 10% held out.
-DATA = dict(videos_per_class=500, val_fraction=0.1, size=(96, 96), num_frames=24, fps=15, variety="wide", seed=1)
+# The training data: 8 classes x 600 videos of 24 frames at 96x96, 15 fps, 10% held out.
+DATA = dict(videos_per_class=600, val_fraction=0.1, size=(96, 96), num_frames=24, fps=15, variety="wide", seed=1)
 QUICK = dict(DATA, videos_per_class=60)
 
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/motion_tiny", help="output folder (data, train, weights)")
     parser.add_argument("--install", action="store_true", help="replace the packaged weights and their registry hash")
-    parser.add_argument("--quick", action="store_true", help="60 videos per class and 3 epochs: checks it learns")
+    parser.add_argument("--quick", action="store_true", help="60 videos per class and 3 epochs: checks the set-up runs")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering the videos")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted training run in --out")
     args = parser.parse_args(argv)

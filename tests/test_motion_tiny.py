@@ -1,8 +1,10 @@
 """motion_tiny: its packaged weights load offline, and it recognises motion it was never shown.
 
-The generalisation test predicts, through the public API, clips of a second generator
-(`motiongen2`, written independently of videozoo.data.synth: other shapes, textures, backgrounds,
-speeds, frame rates, sizes, codecs) that the training never saw.
+The generalisation tests predict, through the public API, clips of two generators that the training
+never saw, each written independently of videozoo.data.synth and of each other: `motiongen2` (other
+shapes, textures, backgrounds, speeds, frame rates, sizes, codecs) and `motiongen3` (elongated
+objects with stripes fixed to them, at low contrast, drawn by supersampling over value noise), and
+a 25-second `motiongen3` shot of one object doing four motions in turn through `videozoo timeline`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 import torch
 
 import motiongen2
+import motiongen3
 import videozoo
 from videozoo.cli import main
 from videozoo.engine import Engine
@@ -128,19 +131,63 @@ def test_packaged_weights_are_checked(empty_cache, no_network):
         hub.fetch(WeightSource(url="package://videozoo.weights.embedded", format="safetensors", license="Apache-2.0"))
 
 
-def test_recognises_clips_of_an_independent_generator(empty_cache, no_network, tmp_path, one_thread):
-    engine = Engine.build("motion_tiny", weights="default", views="1x1")
+def _confusion(engine: Engine, make, seeds) -> np.ndarray:
+    """(8, 8) counts of true x predicted class over the clips ``make(label, seed)`` writes."""
     confusion = np.zeros((8, 8), dtype=int)
     for label_index, label in enumerate(CLASSES):
-        for k in range(CLIPS_PER_CLASS):
-            seed = 1000 + k
-            path = motiongen2.write_clip(tmp_path / f"{label}_{k}.mp4", motiongen2.make_clip(label, seed), seed=seed)
-            predicted = engine.predict(path).top_k(1)[0]["label"]
+        for seed in seeds:
+            predicted = engine.predict(make(label, seed)).top_k(1)[0]["label"]
             confusion[label_index, CLASSES.index(predicted)] += 1
+    return confusion
+
+
+# What the packaged weights score on each generator's 48 test clips (docs/motion_tiny.md), less a
+# margin of one clip: retrained weights must do as well.
+GENERATORS = {
+    "motiongen2": (
+        lambda tmp, label, seed: motiongen2.write_clip(
+            tmp / f"g2_{label}_{seed}.mp4", motiongen2.make_clip(label, seed), seed=seed
+        ),
+        range(1000, 1000 + CLIPS_PER_CLASS),
+        0.97,
+    ),
+    "motiongen3": (
+        lambda tmp, label, seed: motiongen3.write_clip(
+            tmp / f"g3_{label}_{seed}.mp4", motiongen3.make_clip(label, seed)
+        ),
+        range(3000, 3000 + CLIPS_PER_CLASS),
+        0.93,
+    ),
+}
+
+
+@pytest.mark.parametrize("generator", sorted(GENERATORS))
+def test_recognises_clips_of_an_independent_generator(generator, empty_cache, no_network, tmp_path, one_thread):
+    make, seeds, least = GENERATORS[generator]
+    engine = Engine.build("motion_tiny", weights="default", views="1x1")
+    confusion = _confusion(engine, lambda label, seed: make(tmp_path, label, seed), seeds)
     accuracy = np.trace(confusion) / confusion.sum()
-    assert accuracy >= 0.9, (
-        f"top-1 {accuracy:.1%} on {confusion.sum()} clips; confusion (true x predicted):\n{confusion}"
+    assert accuracy >= least, (
+        f"{generator}: top-1 {accuracy:.1%} on {confusion.sum()} clips; confusion (true x predicted):\n{confusion}"
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the packaged weights read parts of this slow shot wrong: a slow turn of the long bar in part "
+    "as a slide, a slow zoom in its opposite direction (docs/motion_tiny.md, Limits)",
+)
+def test_timeline_of_four_motions_in_one_shot(empty_cache, no_network, tmp_path, one_thread, capsys):
+    # One object grows, slides right, turns counterclockwise and shrinks, slowly and without cuts.
+    clip, plan = motiongen3.make_sequence(seed=0)
+    video = motiongen3.write_clip(tmp_path / "four.mp4", clip)
+    out = tmp_path / "timeline"
+    assert main(["timeline", str(video), "--model", "motion_tiny", "--out", str(out), "--precision", "fp32"]) == 0
+    capsys.readouterr()
+    segments = json.loads((out / "timeline.json").read_text())["segments"]
+    assert [s["label"] for s in segments] == [label for label, _ in plan], segments
+    assert [s["start"] for s in segments[1:]] == pytest.approx([start for _, start in plan[1:]], abs=0.5), segments
+    assert segments[-1]["end"] == pytest.approx(len(clip.frames) / clip.fps)
 
 
 _INSTALLED_CHECK = textwrap.dedent(

@@ -18,8 +18,8 @@ CLASS_NAMES = ("move_left", "move_right", "move_up", "move_down", "zoom_in", "zo
 
 WEIGHTS_URL = "package://videozoo.weights.embedded/motion_tiny.safetensors"
 # Written by scripts/train_motion_tiny.py --install.
-WEIGHTS_SHA256 = "e371d28a8f54d67d75cb24bff1a62bbd24aef8050c76e7701f3b013da1c6f8d7"
-WEIGHTS_SIZE = 2654272
+WEIGHTS_SHA256 = "6ae5e96bd90188921472cfa16ab8d809490c7492c940f79c6020f5619c882a01"
+WEIGHTS_SIZE = 2654368
 
 INPUT = InputConfig(
     num_frames=8,
