@@ -95,6 +95,31 @@ class VideoClassifier(nn.Module):
         position_logits = self.get_classifier()(self._dropout(positions))  # (B, P, K)
         return position_logits.mean(dim=1), position_logits.float().softmax(dim=-1).mean(dim=1), positions.mean(dim=1)
 
+    # -- layer structure (layer-wise learning-rate decay) --------------------------------------
+    def layer_blocks(self) -> list[nn.Module] | None:
+        """The blocks a clip goes through, in order; None where the family declares no layer
+        structure (the CNNs). Transformer families override this."""
+        return None
+
+    def layer_ids(self) -> dict[str, int] | None:
+        """Parameter name -> layer id, as the BEiT / VideoMAE fine-tuning recipes number layers:
+        block i is layer i + 1; what is registered before the first block (patch embedding,
+        position tables, class token) is layer 0; what comes after the last (final norm, attentive
+        probe, classifier) is layer depth + 1; a module between blocks (Swin's patch merging) takes
+        the layer of the block before it. None where `layer_blocks` is None."""
+        blocks = self.layer_blocks()
+        if blocks is None:
+            return None
+        depth = len(blocks)
+        owner = {id(p): i + 1 for i, block in enumerate(blocks) for p in block.parameters()}
+        named = list(self.named_parameters())
+        last = max((k for k, (_, p) in enumerate(named) if id(p) in owner), default=-1)
+        ids, layer = {}, 0
+        for k, (name, p) in enumerate(named):
+            layer = owner.get(id(p), depth + 1 if k > last else layer)
+            ids[name] = layer
+        return ids
+
     # -- the classifier ---------------------------------------------------------------------
     def get_classifier(self) -> nn.Linear:
         module: nn.Module = self

@@ -277,6 +277,9 @@ class MViT(VideoClassifier):
         for p in self.cls_positional_encoding.parameters():
             nn.init.normal_(p, std=0.02)
 
+    def layer_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
     def forward_positions(self, x: Tensor) -> Tensor:
         expected = (self.num_frames, self.crop_size, self.crop_size)
         if x.ndim != 5 or tuple(x.shape[2:]) != expected:

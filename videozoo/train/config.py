@@ -74,6 +74,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
+    layer_decay: float = 1.0  # < 1: layer-wise lr decay (transformers); 1: one rate for every layer
     schedule: str = "step"
     warmup_epochs: float = 10.0
     warmup_factor: float = 0.001
@@ -129,6 +130,8 @@ class TrainConfig:
         check_stall_seconds(self.stall_timeout)
         if self.warmup_epochs < 0 or not 0 < self.warmup_factor <= 1:
             raise ValueError("warmup_epochs must be >= 0 and warmup_factor in (0, 1]")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1] (1 turns it off), got {self.layer_decay}")
         if not 0 <= self.hflip <= 1:
             raise ValueError("hflip must be a probability in [0, 1]")
         if not 0 <= self.label_smoothing < 1:
@@ -263,6 +266,9 @@ _HELP = {
     "accumulate": "micro-batches accumulated per optimizer step",
     "base_lr": "learning rate for a global batch of lr_reference_batch clips; scaled linearly",
     "lr": "absolute learning rate (overrides base_lr, no scaling)",
+    "layer_decay": "layer-wise learning-rate decay d of the transformer families: layer l of a model of depth "
+    "D trains at lr x d^(D+1-l) (classifier at the full rate), and biases, norms, position tables and tokens "
+    "get no weight decay; 1 turns it off",
     "schedule": "after warm-up: 'step' (x gamma at milestones) or 'cosine'",
     "warmup_epochs": "epochs of linear warm-up (per step) from warmup_factor x lr",
     "milestones": "epochs at which the step schedule multiplies the lr by gamma",

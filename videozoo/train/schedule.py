@@ -64,9 +64,11 @@ class LRSchedule:
         return self.peak_lr * self.spec.factor(self.step)
 
     def apply(self) -> float:
+        """Set every group's rate (the scheduled rate times the group's `lr_scale`, 1 if absent: layer-wise
+        decay); return the scheduled rate."""
         lr = self.lr
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
     def advance(self) -> None:

@@ -27,6 +27,7 @@ from videozoo.models.spec import ModelSpec
 from videozoo.train.config import TrainConfig
 from videozoo.train.data import ClipDataset, ResumableSampler, collate_clips, ignore_sigterm
 from videozoo.train.model import arch_overrides, build_model, resolve_input
+from videozoo.train.param_groups import describe_groups, parameter_groups
 from videozoo.train.processes import Processes
 from videozoo.train.report import log
 from videozoo.train.schedule import LRSchedule, ScheduleSpec
@@ -173,11 +174,12 @@ def set_up(cfg: TrainConfig, procs: Processes, videos: Videos) -> TrainingSetup:
     spec = get_spec(cfg.model)
     input_config = resolve_input(spec.input, cfg)
     model, ddp = _model_on_device(cfg, procs, spec, input_config, videos.class_names)
+    # Each group carries its own weight decay and lr scale (layer-wise decay; one group when off).
+    params = parameter_groups(model, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay, model_name=cfg.model)
     train_set, train_sampler, val_set = _datasets(cfg, procs, input_config, videos)
 
     global_batch = cfg.batch_size * cfg.accumulate * procs.world_size
     peak_lr = cfg.lr if cfg.lr is not None else cfg.base_lr * global_batch / cfg.lr_reference_batch
-    params = [p for p in model.parameters() if p.requires_grad]
     optimizer: torch.optim.Optimizer
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(
@@ -204,7 +206,8 @@ def set_up(cfg: TrainConfig, procs: Processes, videos: Videos) -> TrainingSetup:
         f"{len(train_set)} training videos, {len(val_set) if val_set else 0} validation videos, "
         f"{len(videos.class_names)} classes; clip {input_config.num_frames}x{input_config.train_crop_size}px "
         f"(every {input_config.sampling_rate} frames at {input_config.fps:g} fps); global batch {global_batch}, "
-        f"peak lr {peak_lr:.4g}, {steps_per_epoch} steps/epoch, {procs.world_size} process(es) on {procs.device}",
+        f"peak lr {peak_lr:.4g}{describe_groups(params, cfg.layer_decay)}, {steps_per_epoch} steps/epoch, "
+        f"{procs.world_size} process(es) on {procs.device}",
         enabled=procs.main,
     )
     return TrainingSetup(

@@ -262,6 +262,9 @@ class MViTv2(VideoClassifier):
                     nn.init.trunc_normal_(table, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
+    def layer_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
     def forward_positions(self, x: Tensor) -> Tensor:
         expected = (self.num_frames, self.crop_size, self.crop_size)
         if x.ndim != 5 or tuple(x.shape[2:]) != expected:

@@ -228,6 +228,10 @@ class SwinTransformer3d(VideoClassifier):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    def layer_blocks(self) -> list[nn.Module]:
+        # Numbered across the stages; each patch merging shares the layer of the block before it.
+        return [m for m in self.features.modules() if isinstance(m, SwinBlock)]
+
     def forward_positions(self, x: Tensor) -> Tensor:
         if x.ndim != 5:
             raise ValueError(f"Swin3D takes (B, 3, T, H, W) clips; got a tensor of shape {tuple(x.shape)}")

@@ -103,6 +103,9 @@ class TimeSformer(VideoClassifier):
         self.head = nn.Linear(dim, num_classes)
         _init_vit(self, (self.cls_token, self.pos_embed, self.time_embed))
 
+    def layer_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
     def forward_positions(self, x: Tensor) -> Tensor:
         _check_size(self, x, "TimeSformer")
         b, frames = x.shape[0], self.num_frames

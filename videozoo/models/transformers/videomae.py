@@ -102,6 +102,9 @@ class VideoMAE(VideoClassifier):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def layer_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
     def forward_positions(self, x: Tensor) -> Tensor:
         expected = (self.num_frames, self.crop_size, self.crop_size)
         if x.ndim != 5 or tuple(x.shape[2:]) != expected:

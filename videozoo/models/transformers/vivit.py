@@ -74,6 +74,9 @@ class ViViT(VideoClassifier):
         self.head = nn.Linear(dim, num_classes)
         _init_vit(self, (self.cls_token, self.pos_embed))
 
+    def layer_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
     def forward_positions(self, x: Tensor) -> Tensor:
         _check_size(self, x, "ViViT")
         tokens = self.patch_embed(x)  # (B, N, D)

@@ -167,6 +167,10 @@ class VJEPA2Encoder(VideoClassifier):
         return self.norm(tokens)
 
     # -- the encoder as a feature extractor: no classes --------------------------------------------
+    def layer_blocks(self) -> list[nn.Module]:
+        # The encoder's blocks; the attentive probe above them is the top layer.
+        return list(self.blocks)
+
     def forward_positions(self, x: Tensor) -> Tensor:
         return self.forward_tokens(x).mean(dim=1, keepdim=True)  # (B, 1, D): the mean token
 
