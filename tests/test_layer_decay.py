@@ -4,6 +4,7 @@ setting's checks, and a reduced-width transformer that learns the synthetic moti
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -188,18 +189,13 @@ def test_flag_and_yaml_set_the_decay(tmp_path):
     assert config_from_args(args).layer_decay == 0.8
 
 
-def test_a_reduced_transformer_learns_the_motion_task_with_layer_decay(tmp_path):
-    from videozoo.data.synth import make_dataset
-    from videozoo.train import train
-
-    synth = make_dataset(
-        tmp_path / "s", classes=("move_left", "move_right"), videos_per_class=16, size=(32, 32), num_frames=10, seed=1
-    )
+def motion_run(synth, out, **changes):
+    """A reduced VideoMAE fine-tuned with the VideoMAE recipe's optimiser on the synthetic motion task."""
     cfg = TrainConfig(
         model="videomae_s_k400",
         data=str(synth.train_list),
         val_data=str(synth.val_list),
-        out=str(tmp_path / "run"),
+        out=str(out),
         epochs=20,
         batch_size=4,
         num_workers=0,
@@ -220,7 +216,17 @@ def test_a_reduced_transformer_learns_the_motion_task_with_layer_decay(tmp_path)
         tensorboard=False,
         plot=False,
     )
-    result = train(cfg)
+    return dataclasses.replace(cfg, **changes)
+
+
+def test_a_reduced_transformer_learns_the_motion_task_with_layer_decay(tmp_path):
+    from videozoo.data.synth import make_dataset
+    from videozoo.train import train
+
+    synth = make_dataset(
+        tmp_path / "s", classes=("move_left", "move_right"), videos_per_class=16, size=(32, 32), num_frames=10, seed=1
+    )
+    result = train(motion_run(synth, tmp_path / "run"))
     first, last = result.history[0], result.history[-1]
     assert all(math.isfinite(h["train_loss"]) for h in result.history)
     assert last["train_loss"] < 0.85 * first["train_loss"], result.history
@@ -229,3 +235,25 @@ def test_a_reduced_transformer_learns_the_motion_task_with_layer_decay(tmp_path)
     saved = torch.load(tmp_path / "run" / "checkpoint_last.pth", weights_only=True)["train_state"]
     scales = sorted({g["lr_scale"] for g in saved["optimizer"]["param_groups"]})
     assert scales == pytest.approx([DECAY**3, DECAY**2, DECAY, 1.0])
+
+
+def test_a_resumed_run_with_layer_decay_reaches_the_same_weights(tmp_path):
+    from videozoo.data.synth import make_dataset
+    from videozoo.train import train
+    from videozoo.weights.checkpoint import read_checkpoint
+
+    synth = make_dataset(
+        tmp_path / "s", classes=("move_left", "move_right"), videos_per_class=4, size=(32, 32), num_frames=10, seed=1
+    )
+    # A step schedule: its rates do not depend on the number of epochs, which the resumption raises.
+    step = {"schedule": "step", "milestones": [2]}
+    train(motion_run(synth, tmp_path / "straight", epochs=3, **step))
+    train(motion_run(synth, tmp_path / "split", epochs=2, **step))
+    train(motion_run(synth, tmp_path / "split", epochs=3, resume=True, **step))
+    want = read_checkpoint(tmp_path / "straight" / "model.pth").state_dict
+    got = read_checkpoint(tmp_path / "split" / "model.pth").state_dict
+    assert want.keys() == got.keys()
+    assert max((want[k].double() - got[k].double()).abs().max().item() for k in want) <= 1e-6
+    # A resumption with another decay would train other groups: refused, naming the setting.
+    with pytest.raises(ValueError, match="layer_decay"):
+        train(motion_run(synth, tmp_path / "split", epochs=4, resume=True, layer_decay=0.5, **step))
