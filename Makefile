@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml scripts/install_torch.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	scripts/install_torch.sh $(VENV)
 	$(BIN)/pip install -q -e ".[test,dev,serve,timeline,export,openvino,ray]"
+	# open_clip's tokenizer is the reference of tests/test_tokenizer.py: its package without its
+	# dependencies (they would pull torchvision; the test loads only open_clip/tokenizer.py).
+	$(BIN)/pip install -q --no-deps "open_clip_torch>=2.24,<4"
 	touch $(STAMP)
 
 demo: $(STAMP)
