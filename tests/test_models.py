@@ -37,7 +37,7 @@ EMBEDDED_MODELS = {"motion_tiny"}
 UNRATED_MODELS = {"i3d_inception_rgb"}
 # Video transformers: publishers' layouts (transformers directories, DeepSpeed containers).
 TRANSFORMER_MODELS = {
-    "timesformer_b_k400",
+    *(f"timesformer_{size}_k400" for size in ("b", "hr", "l")),
     "vivit_b_k400",
     *(f"videomae_{size}_k400" for size in "sblh"),
     *(f"videomaev2_{size}_{head}" for size in "sb" for head in ("k400", "k710")),

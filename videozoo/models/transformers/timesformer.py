@@ -208,44 +208,53 @@ _HF_FIELDS = {
 }
 
 
-register(
-    ModelSpec(
-        name="timesformer_b_k400",
-        family="timesformer",
-        cls=TimeSformer,
-        arch={"num_frames": 8, "crop_size": 224},
-        # facebook/timesformer-base-finetuned-k400's preprocessor declares mean 0.45 and std 0.225
-        # (not ImageNet's), a short side of 224 and a 224 centre crop; the reference's test config
-        # (TimeSformer_divST_8x32_224_TEST.yaml) takes 8 frames 32 apart, 1 clip x 3 crops.
-        input=InputConfig(
-            num_frames=8,
-            sampling_rate=32,
-            fps=30,
-            short_side=224,
-            crop_size=224,
-            train_crop_size=224,
-            mean=KINETICS_MEAN,
-            std=KINETICS_STD,
-            test_clips=1,
-            test_crops=3,
-        ),
-        weights={
-            "kinetics400": WeightSource(
-                url="https://huggingface.co/facebook/timesformer-base-finetuned-k400/resolve/main/pytorch_model.bin",
-                format="transformers",
-                license="CC-BY-NC-4.0",  # the model card's licence (the TimeSformer repository's too)
-                cache_name="timesformer-base-finetuned-k400.bin",
-            )
-        },
-        metrics=Metrics(
-            top1=77.9,
-            top5=93.2,
-            gflops=None,
-            params_m=None,
-            views="1x3",
-            source="facebookresearch/TimeSformer README (Kinetics-400, TimeSformer 8x224)",
-        ),
-        description="TimeSformer-B, 8 frames at 224, divided space-time attention, Kinetics-400",
-        paper="Bertasius et al., Is Space-Time Attention All You Need for Video Understanding?, ICML 2021 (arXiv:2102.05095)",
-    )
+# The Kinetics-400 variants: ViT-B/16 with divided space-time attention at three clip sizes. The
+# facebook/timesformer-*-finetuned-k400 preprocessors declare mean 0.45 and std 0.225 (not ImageNet's)
+# and a short side equal to the crop; the reference's Kinetics configs (TimeSformer_divST_<frames>x
+# <rate>_<crop>.yaml) take 1 clip x 3 crops at test time. Accuracy: the TimeSformer README's K400 table.
+# (name, Hub repository, frames, sampling rate, crop, top-1, top-5, description)
+_VARIANTS = (
+    ("timesformer_b_k400", "timesformer-base-finetuned-k400", 8, 32, 224, 77.9, 93.2, "TimeSformer-B"),
+    ("timesformer_hr_k400", "timesformer-hr-finetuned-k400", 16, 16, 448, 79.6, 94.0, "TimeSformer-HR"),
+    ("timesformer_l_k400", "timesformer-large-finetuned-k400", 96, 4, 224, 80.6, 94.7, "TimeSformer-L"),
 )
+
+for _name, _repo, _frames, _rate, _crop, _top1, _top5, _what in _VARIANTS:
+    register(
+        ModelSpec(
+            name=_name,
+            family="timesformer",
+            cls=TimeSformer,
+            arch={"num_frames": _frames, "crop_size": _crop},
+            input=InputConfig(
+                num_frames=_frames,
+                sampling_rate=_rate,
+                fps=30,
+                short_side=_crop,
+                crop_size=_crop,
+                train_crop_size=_crop,
+                mean=KINETICS_MEAN,
+                std=KINETICS_STD,
+                test_clips=1,
+                test_crops=3,
+            ),
+            weights={
+                "kinetics400": WeightSource(
+                    url=f"https://huggingface.co/facebook/{_repo}/resolve/main/pytorch_model.bin",
+                    format="transformers",
+                    license="CC-BY-NC-4.0",  # the model card's licence (the TimeSformer repository's too)
+                    cache_name=f"{_repo}.bin",
+                )
+            },
+            metrics=Metrics(
+                top1=_top1,
+                top5=_top5,
+                gflops=None,
+                params_m=None,
+                views="1x3",
+                source=f"facebookresearch/TimeSformer README (Kinetics-400, {_what} {_frames}x{_crop})",
+            ),
+            description=f"{_what} (ViT-B/16), {_frames} frames at {_crop}, divided space-time attention, Kinetics-400",
+            paper="Bertasius et al., Is Space-Time Attention All You Need for Video Understanding?, ICML 2021 (arXiv:2102.05095)",
+        )
+    )
