@@ -156,7 +156,7 @@ GENERATORS = {
             tmp / f"g3_{label}_{seed}.mp4", motiongen3.make_clip(label, seed)
         ),
         range(3000, 3000 + CLIPS_PER_CLASS),
-        0.93,
+        0.89,
     ),
 }
 
