@@ -422,6 +422,36 @@ _CLASSES = {"ssv2": 174, "diving48": 48}
 # configs of facebookresearch/vjepa2 (configs/inference/<size>/<dataset>.yaml) evaluate them:
 # `frames_per_clip` frames `frame_step` apart, `num_segments` clips spread over the video, each
 # resized to a short side of `resolution` and cut into 3 crops of `resolution` along the long side.
+
+
+def _input(crop: int, frames: int, step: int, clips: int, crops: int) -> InputConfig:
+    """The inference configs' clip: the short side resized to the crop, ImageNet's mean and std."""
+    return InputConfig(
+        num_frames=frames,
+        sampling_rate=step,
+        fps=30,
+        short_side=crop,
+        crop_size=crop,
+        train_crop_size=crop,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        test_clips=clips,
+        test_crops=crops,
+    )
+
+
+def _source(repo: str, num_classes: int, dataset: str) -> WeightSource:
+    """The `model.safetensors` of a facebook/vjepa2-* Hub repository."""
+    return WeightSource(
+        url=f"https://huggingface.co/facebook/{repo}/resolve/main/model.safetensors",
+        format="transformers",
+        num_classes=num_classes,
+        dataset=dataset,
+        cache_name=f"{repo}.safetensors",
+        license="MIT",  # the facebook/vjepa2-* model cards and facebookresearch/vjepa2's LICENSE
+    )
+
+
 _PROBES = (
     ("l", "ssv2", "vjepa2-vitl-fpc16-256-ssv2", 256, 16, 4, 2, 73.7),
     ("l", "diving48", "vjepa2-vitl-fpc32-256-diving48", 256, 32, 2, 4, 89.0),
@@ -436,28 +466,8 @@ for _size, _data, _repo, _crop, _frames, _step, _clips, _top1 in _PROBES:
             family="vjepa2",
             cls=VJEPA2,
             arch={**_SIZES[_size], "crop_size": _crop, "num_frames": _frames},
-            input=InputConfig(
-                num_frames=_frames,
-                sampling_rate=_step,
-                fps=30,
-                short_side=_crop,
-                crop_size=_crop,
-                train_crop_size=_crop,
-                mean=IMAGENET_MEAN,
-                std=IMAGENET_STD,
-                test_clips=_clips,
-                test_crops=3,
-            ),
-            weights={
-                _data: WeightSource(
-                    url=f"https://huggingface.co/facebook/{_repo}/resolve/main/model.safetensors",
-                    format="transformers",
-                    num_classes=_CLASSES[_data],
-                    dataset=_data,
-                    cache_name=f"{_repo}.safetensors",
-                    license="MIT",  # the facebook/vjepa2-* model cards and facebookresearch/vjepa2's LICENSE
-                )
-            },
+            input=_input(_crop, _frames, _step, _clips, 3),
+            weights={_data: _source(_repo, _CLASSES[_data], _data)},
             default_weights=_data,
             num_classes=_CLASSES[_data],
             metrics=Metrics(
@@ -479,28 +489,8 @@ for _size, _repo, _crop, _frames, _step in _ENCODERS:
             family="vjepa2",
             cls=VJEPA2Encoder,
             arch={**_SIZES[_size], "crop_size": _crop, "num_frames": _frames},
-            input=InputConfig(
-                num_frames=_frames,
-                sampling_rate=_step,
-                fps=30,
-                short_side=_crop,
-                crop_size=_crop,
-                train_crop_size=_crop,
-                mean=IMAGENET_MEAN,
-                std=IMAGENET_STD,
-                test_clips=1,
-                test_crops=1,
-            ),
-            weights={
-                "videomix22m": WeightSource(
-                    url=f"https://huggingface.co/facebook/{_repo}/resolve/main/model.safetensors",
-                    format="transformers",
-                    num_classes=0,
-                    dataset="videomix22m",
-                    cache_name=f"{_repo}.safetensors",
-                    license="MIT",  # the facebook/vjepa2-* model cards and facebookresearch/vjepa2's LICENSE
-                )
-            },
+            input=_input(_crop, _frames, _step, 1, 1),
+            weights={"videomix22m": _source(_repo, 0, "videomix22m")},
             default_weights="videomix22m",
             num_classes=0,
             metrics=Metrics(
